@@ -1,0 +1,36 @@
+// Command server runs Coffer. With no flags it serves on 127.0.0.1:8080 from ./coffer-data
+// (embedded SQLite and a generated local master key); see README.md for every setting.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cofferhq/coffer/internal/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "coffer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := app.ParseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(cfg, stderr)
+	a, err := app.New(ctx, cfg, log, stdout, app.Options{})
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx)
+}

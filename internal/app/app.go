@@ -1,0 +1,197 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/crypto"
+	"github.com/cofferhq/coffer/internal/crypto/localkey"
+	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/secrets"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/tenant"
+	"github.com/cofferhq/coffer/web"
+)
+
+// App is a running Coffer: listener bound, database migrated, key loaded.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	Store    *store.Store
+	batcher  *audit.Batcher
+	listener net.Listener
+	server   *http.Server
+	// SetupURL is the one-time setup link, empty once the instance is set up.
+	SetupURL string
+}
+
+// Options are test and benchmark hooks; production leaves them zero.
+type Options struct {
+	// QueryHook sees every SQL statement (without values).
+	QueryHook func(sql string)
+}
+
+// New builds the whole program from cfg and binds its listener. Stdout receives the setup
+// link; logs go to log.
+func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, opts Options) (*App, error) {
+	wrapper, err := loadKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, store.Options{
+		URL:        cfg.DatabaseURL,
+		SQLitePath: filepath.Join(cfg.DataDir, "coffer.db"),
+		MaxConns:   cfg.DBMaxConns,
+		QueryHook:  opts.QueryHook,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, Store: st}
+	if err := a.build(ctx, wrapper, stdout); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Writer) error {
+	applied, err := a.Store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		a.log.Info("database migrated", "dialect", a.Store.Dialect(), "applied", applied)
+	}
+	views, err := web.Parse()
+	if err != nil {
+		return err
+	}
+	a.batcher = audit.NewBatcher(a.Store, 512)
+	pub := coffer.NopPublisher{}
+	keyring := secrets.NewKeyring(wrapper, crypto.NewKeyCache(crypto.CacheOptions{}), a.Store)
+	authSvc := auth.NewService(a.Store, store.NewID)
+	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
+	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, secrets.DefaultKeyPolicy)
+
+	setup, err := a.bootstrap(ctx, authSvc, stdout)
+	if err != nil {
+		a.batcher.Close()
+		return err
+	}
+	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy}, httpapi.Deps{
+		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(),
+		Ready: func(ctx context.Context) error { return a.Store.Ready(ctx) },
+	})
+	a.listener, err = net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		a.batcher.Close()
+		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	a.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// loadKey loads the local key-encryption key: COFFER_MASTER_KEY, else the key file, which is
+// created on first start only where that is a safe default.
+func loadKey(cfg Config, log *slog.Logger) (crypto.KeyWrapper, error) {
+	if cfg.MasterKey != "" {
+		return localkey.FromBase64(cfg.MasterKey)
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	if _, err := os.Stat(cfg.MasterKeyFile); errors.Is(err, os.ErrNotExist) && !isLoopback(host) && !cfg.Dev {
+		return nil, fmt.Errorf("refusing to generate a master key for a server on %s: provide COFFER_MASTER_KEY or an existing key file (or set COFFER_DEV=true)", cfg.Listen)
+	}
+	w, created, err := localkey.LoadOrCreate(cfg.MasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("generated a new local master key; back it up: without it no secret can be decrypted", "file", cfg.MasterKeyFile)
+	}
+	return w, nil
+}
+
+// bootstrap creates the first owner from COFFER_BOOTSTRAP_TOKEN, or prints a one-time setup
+// link. An instance that is already set up gets neither.
+func (a *App) bootstrap(ctx context.Context, svc *auth.Service, stdout io.Writer) (*httpapi.Setup, error) {
+	done, err := svc.Bootstrapped(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if done {
+		if a.cfg.BootstrapToken != "" {
+			a.log.Info("instance already set up; COFFER_BOOTSTRAP_TOKEN is ignored")
+		}
+		return nil, nil
+	}
+	if a.cfg.BootstrapToken != "" {
+		_, _, err := svc.Bootstrap(ctx, auth.BootstrapRequest{
+			Email: a.cfg.BootstrapEmail, Name: "Owner", TenantSlug: "default", TenantName: "Default",
+			Token: a.cfg.BootstrapToken,
+		})
+		if errors.Is(err, auth.ErrAlreadyBootstrapped) {
+			return nil, nil // another replica won the race
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap from COFFER_BOOTSTRAP_TOKEN: %w", err)
+		}
+		a.log.Info("instance set up from COFFER_BOOTSTRAP_TOKEN", "email", a.cfg.BootstrapEmail, "tenant", "default")
+		return nil, nil
+	}
+	setup, code, err := httpapi.NewSetup()
+	if err != nil {
+		return nil, err
+	}
+	a.SetupURL = a.cfg.BaseURL + "/setup?code=" + code
+	fmt.Fprintf(stdout, "\nCoffer has no owner yet. Open this one-time link to create one:\n\n    %s\n\n", a.SetupURL)
+	return setup, nil
+}
+
+// Addr is the address the server listens on.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Serve serves until ctx ends, then shuts down gracefully: in-flight requests finish, queued
+// audit entries are written, connections close.
+func (a *App) Serve(ctx context.Context) error {
+	a.log.Info("coffer listening", "addr", a.Addr(), "database", a.Store.Dialect())
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(a.listener) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+		defer cancel()
+		err = a.server.Shutdown(shutdownCtx)
+		<-errc
+	}
+	a.batcher.Close()
+	if cerr := a.Store.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	a.log.Info("coffer stopped")
+	return err
+}

@@ -1,0 +1,142 @@
+// Package app is Coffer's composition root: it turns a Config into a running server by wiring
+// store, key wrapper, services and HTTP handler together. cmd/server parses the Config and
+// calls Run; tests and benchmarks start the whole program the same way on port 0.
+package app
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is every setting; each is a flag and a COFFER_* environment variable. Values that
+// are secrets (master key, bootstrap token) are read from the environment only, so they
+// never show up in a process listing.
+type Config struct {
+	Listen         string
+	DataDir        string
+	DatabaseURL    string
+	DBMaxConns     int
+	MasterKeyFile  string
+	MasterKey      string // base64, from COFFER_MASTER_KEY only
+	LogLevel       string
+	LogFormat      string
+	Dev            bool
+	BaseURL        string
+	BehindTLSProxy bool
+	BootstrapToken string // from COFFER_BOOTSTRAP_TOKEN only
+	BootstrapEmail string
+}
+
+// Setting documents one configuration entry; README's table lists the same.
+type Setting struct {
+	Flag, Env, Default, Usage string
+}
+
+// ParseConfig reads flags from args with defaults from getenv.
+func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("coffer-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, env, def, usage string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+" ("+env+")")
+	}
+	var boolErr error
+	boolean := func(p *bool, name, env string, usage string) {
+		def := false
+		if v := getenv(env); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				boolErr = fmt.Errorf("%s must be true or false", env)
+			}
+			def = b
+		}
+		fs.BoolVar(p, name, def, usage+" ("+env+")")
+	}
+	var maxConns string
+	str(&c.Listen, "listen", "COFFER_LISTEN", "127.0.0.1:8080", "address to listen on")
+	str(&c.DataDir, "data-dir", "COFFER_DATA_DIR", "./coffer-data", "directory for the embedded database and the local master key")
+	str(&c.DatabaseURL, "database-url", "COFFER_DATABASE_URL", "", "postgres:// URL; empty uses SQLite in the data directory")
+	str(&maxConns, "db-max-conns", "COFFER_DB_MAX_CONNS", "32", "maximum open database connections")
+	str(&c.MasterKeyFile, "master-key-file", "COFFER_MASTER_KEY_FILE", "", "local master key file (default <data-dir>/master.key; created with mode 0600)")
+	str(&c.LogLevel, "log-level", "COFFER_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "COFFER_LOG_FORMAT", "text", "text or json")
+	boolean(&c.Dev, "dev", "COFFER_DEV", "development mode: allow plain HTTP on a non-loopback address")
+	str(&c.BaseURL, "base-url", "COFFER_BASE_URL", "", "URL users reach the server at (default http://<listen>)")
+	boolean(&c.BehindTLSProxy, "tls-proxy", "COFFER_TLS_PROXY", "a TLS-terminating proxy fronts the server (sends HSTS)")
+	str(&c.BootstrapEmail, "bootstrap-email", "COFFER_BOOTSTRAP_EMAIL", "admin@localhost", "e-mail of the first owner created by COFFER_BOOTSTRAP_TOKEN")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if boolErr != nil {
+		return Config{}, boolErr
+	}
+	n, err := strconv.Atoi(maxConns)
+	if err != nil || n < 1 {
+		return Config{}, fmt.Errorf("COFFER_DB_MAX_CONNS must be a positive integer")
+	}
+	c.DBMaxConns = n
+	c.MasterKey = getenv("COFFER_MASTER_KEY")
+	c.BootstrapToken = getenv("COFFER_BOOTSTRAP_TOKEN")
+	return c, c.normalize()
+}
+
+func (c *Config) normalize() error {
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = "http://" + c.Listen
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log format must be text or json")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", c.Listen, err)
+	}
+	// Plain HTTP is only acceptable where nobody else can listen in: on loopback, behind a
+	// TLS proxy, or when development mode says so explicitly.
+	if !isLoopback(host) && !c.BehindTLSProxy && !c.Dev {
+		return fmt.Errorf("refusing to serve plain HTTP on %s: put a TLS-terminating proxy in front and set COFFER_TLS_PROXY=true, or set COFFER_DEV=true for development", c.Listen)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log level must be debug, info, warn or error")
+	}
+	return l, nil
+}
+
+// NewLogger builds the process logger.
+func NewLogger(c Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

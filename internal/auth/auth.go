@@ -1,0 +1,75 @@
+package auth
+
+import (
+	"context"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// User is a person (or automation account) known to the instance.
+type User struct {
+	ID            string
+	Email         string
+	Name          string
+	InstanceAdmin bool // manages users and settings; sees no tenant's data without membership
+	CreatedAt     time.Time
+}
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	User    User
+	TokenID string
+}
+
+// Token is a personal access token's metadata; the token itself is only ever returned once.
+type Token struct {
+	ID            string
+	UserID        string
+	Name          string
+	DisplayPrefix string
+	ExpiresAt     *time.Time
+	LastUsedAt    *time.Time
+	CreatedAt     time.Time
+}
+
+// TokenRecord is a stored token as looked up for authentication.
+type TokenRecord struct {
+	Token
+	Hash      string
+	RevokedAt *time.Time
+	User      User
+}
+
+// Store persists users and tokens.
+type Store interface {
+	// TokenByHash returns the token with that hash and its user; ENOTFOUND if none.
+	TokenByHash(ctx context.Context, hash string) (TokenRecord, error)
+	// TouchToken records a use; callers throttle it.
+	TouchToken(ctx context.Context, tokenID string, at time.Time) error
+	CreateToken(ctx context.Context, t Token, hash string, e audit.Entry) error
+	ListTokens(ctx context.Context, userID, after string, limit int) ([]Token, error)
+	RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, e audit.Entry) error
+	CreateUser(ctx context.Context, u User, t Token, hash string, e audit.Entry) error
+	// Bootstrap creates the first user as owner of the first tenant, with a token, only if
+	// the instance was never bootstrapped; otherwise ECONFLICT.
+	Bootstrap(ctx context.Context, u User, t tenant.Tenant, tok Token, hash string, e audit.Entry) error
+	Bootstrapped(ctx context.Context) (bool, error)
+}
+
+// normalizeEmail validates an address and lowercases it, so that one mailbox is one user.
+func normalizeEmail(email string) (string, error) {
+	email = strings.TrimSpace(email)
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email || len(email) > 254 {
+		return "", coffer.Errorf(coffer.EINVALID, "email must be a plain e-mail address")
+	}
+	return strings.ToLower(email), nil
+}
+
+// NormalizeEmail is normalizeEmail for other packages that look users up by address.
+func NormalizeEmail(email string) (string, error) { return normalizeEmail(email) }

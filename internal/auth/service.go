@@ -1,0 +1,203 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// touchEvery throttles last-used updates so that authentication does not write on every
+// request; last-used is accurate to this interval.
+const touchEvery = time.Minute
+
+// MaxTokenLifetime bounds requested expiries.
+const MaxTokenLifetime = 366 * 24 * time.Hour
+
+// Service authenticates callers and manages users and tokens.
+type Service struct {
+	store Store
+	newID func() string
+	now   func() time.Time
+
+	mu      sync.Mutex
+	touched map[string]time.Time // token id > last recorded use, to throttle writes
+}
+
+// NewService returns a Service.
+func NewService(store Store, newID func() string) *Service {
+	return &Service{store: store, newID: newID, now: func() time.Time { return time.Now().UTC() }, touched: map[string]time.Time{}}
+}
+
+var errBadToken = coffer.Errorf(coffer.EUNAUTHORIZED, "missing, invalid, expired or revoked token")
+
+// Authenticate returns the principal a token belongs to. Every failure is the same error so
+// that callers learn nothing about which tokens exist.
+func (s *Service) Authenticate(ctx context.Context, tok string) (Principal, error) {
+	if ValidateToken(tok) != nil {
+		return Principal{}, errBadToken
+	}
+	hash := HashToken(tok)
+	rec, err := s.store.TokenByHash(ctx, hash)
+	if err != nil {
+		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+			return Principal{}, errBadToken
+		}
+		return Principal{}, err
+	}
+	now := s.now()
+	if !HashesEqual(rec.Hash, hash) || rec.RevokedAt != nil || (rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)) {
+		return Principal{}, errBadToken
+	}
+	if s.shouldTouch(rec.ID, now) {
+		// A database that cannot record the use is failing; fail closed like any other
+		// storage fault rather than serve on a half-working store.
+		if err := s.store.TouchToken(ctx, rec.ID, now); err != nil {
+			return Principal{}, err
+		}
+	}
+	return Principal{User: rec.User, TokenID: rec.ID}, nil
+}
+
+func (s *Service) shouldTouch(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.touched[id]; ok && now.Sub(last) < touchEvery {
+		return false
+	}
+	if len(s.touched) > 100_000 {
+		clear(s.touched)
+	}
+	s.touched[id] = now
+	return true
+}
+
+// CreateToken makes a new personal token for the principal and returns it once.
+func (s *Service) CreateToken(ctx context.Context, actor audit.Actor, p Principal, name string, expiresIn time.Duration) (Token, string, error) {
+	if err := tenant.ValidateName("name", name); err != nil {
+		return Token{}, "", err
+	}
+	if expiresIn < 0 || expiresIn > MaxTokenLifetime {
+		return Token{}, "", coffer.Errorf(coffer.EINVALID, "expiry must be between now and %d days", int(MaxTokenLifetime.Hours()/24))
+	}
+	t, secret, hash, err := s.newToken(p.User.ID, name, expiresIn)
+	if err != nil {
+		return Token{}, "", err
+	}
+	e := actor.New(audit.ActionTokenCreate, "", "token", t.ID, t.DisplayPrefix, map[string]any{"name": name, "user": p.User.ID})
+	if err := s.store.CreateToken(ctx, t, hash, e); err != nil {
+		return Token{}, "", err
+	}
+	return t, secret, nil
+}
+
+func (s *Service) newToken(userID, name string, expiresIn time.Duration) (Token, string, string, error) {
+	secret, err := NewToken()
+	if err != nil {
+		return Token{}, "", "", err
+	}
+	return s.tokenFor(userID, name, secret, expiresIn), secret, HashToken(secret), nil
+}
+
+func (s *Service) tokenFor(userID, name, secret string, expiresIn time.Duration) Token {
+	now := s.now()
+	t := Token{ID: s.newID(), UserID: userID, Name: name, DisplayPrefix: DisplayPrefix(secret), CreatedAt: now}
+	if expiresIn > 0 {
+		exp := now.Add(expiresIn)
+		t.ExpiresAt = &exp
+	}
+	return t
+}
+
+// ListTokens lists the principal's own tokens.
+func (s *Service) ListTokens(ctx context.Context, p Principal, after string, limit int) ([]Token, error) {
+	return s.store.ListTokens(ctx, p.User.ID, after, limit)
+}
+
+// RevokeToken revokes one of the principal's tokens at once.
+func (s *Service) RevokeToken(ctx context.Context, actor audit.Actor, p Principal, tokenID string) error {
+	e := actor.New(audit.ActionTokenRevoke, "", "token", tokenID, tokenID, map[string]any{"user": p.User.ID})
+	return s.store.RevokeToken(ctx, p.User.ID, tokenID, s.now(), e)
+}
+
+// CreateUser provisions a user and returns their first token once; instance admins only.
+func (s *Service) CreateUser(ctx context.Context, actor audit.Actor, p Principal, email, name string) (User, string, error) {
+	if !p.User.InstanceAdmin {
+		return User{}, "", coffer.Errorf(coffer.EFORBIDDEN, "only instance admins create users")
+	}
+	email, err := normalizeEmail(email)
+	if err != nil {
+		return User{}, "", err
+	}
+	if err := tenant.ValidateName("name", name); err != nil {
+		return User{}, "", err
+	}
+	u := User{ID: s.newID(), Email: email, Name: name, CreatedAt: s.now()}
+	t, secret, hash, err := s.newToken(u.ID, "first token", 0)
+	if err != nil {
+		return User{}, "", err
+	}
+	e := actor.New(audit.ActionUserCreate, "", "user", u.ID, email, map[string]any{"name": name})
+	if err := s.store.CreateUser(ctx, u, t, hash, e); err != nil {
+		return User{}, "", err
+	}
+	return u, secret, nil
+}
+
+// BootstrapRequest describes the first owner and tenant.
+type BootstrapRequest struct {
+	Email      string
+	Name       string
+	TenantSlug string
+	TenantName string
+	// Token, when set, becomes the owner's token (automation); otherwise one is generated.
+	Token string
+}
+
+// ErrAlreadyBootstrapped is returned once the instance has its first owner.
+var ErrAlreadyBootstrapped = coffer.Errorf(coffer.ECONFLICT, "this instance is already set up")
+
+// Bootstrap creates the first user as instance admin and owner of the first tenant, and
+// returns the user's token. It succeeds at most once per instance, across replicas.
+func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (User, string, error) {
+	email, err := normalizeEmail(req.Email)
+	if err != nil {
+		return User{}, "", err
+	}
+	if err := tenant.ValidateName("name", req.Name); err != nil {
+		return User{}, "", err
+	}
+	if err := tenant.ValidateSlug("tenant slug", req.TenantSlug); err != nil {
+		return User{}, "", err
+	}
+	if err := tenant.ValidateName("tenant name", req.TenantName); err != nil {
+		return User{}, "", err
+	}
+	secret := req.Token
+	if secret == "" {
+		if secret, err = NewToken(); err != nil {
+			return User{}, "", err
+		}
+	} else if err := ValidateToken(secret); err != nil {
+		return User{}, "", err
+	}
+	now := s.now()
+	u := User{ID: s.newID(), Email: email, Name: req.Name, InstanceAdmin: true, CreatedAt: now}
+	t := tenant.Tenant{ID: s.newID(), Slug: req.TenantSlug, Name: req.TenantName, CreatedAt: now, UpdatedAt: now}
+	tok := s.tokenFor(u.ID, "bootstrap", secret, 0)
+	e := audit.System.New(audit.ActionBootstrap, t.ID, "user", u.ID, email, map[string]any{"tenant": t.Slug})
+	if err := s.store.Bootstrap(ctx, u, t, tok, HashToken(secret), e); err != nil {
+		if errors.Is(err, ErrAlreadyBootstrapped) {
+			return User{}, "", ErrAlreadyBootstrapped
+		}
+		return User{}, "", err
+	}
+	return u, secret, nil
+}
+
+// Bootstrapped reports whether the instance has its first owner.
+func (s *Service) Bootstrapped(ctx context.Context) (bool, error) { return s.store.Bootstrapped(ctx) }

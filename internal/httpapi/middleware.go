@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auth"
+)
+
+const (
+	ctxRequestID = "coffer.request_id"
+	ctxPrincipal = "coffer.principal"
+)
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// withRequestID gives every request an id, echoed in X-Request-ID, logs and errors. A
+// well-formed id from a proxy is kept so that traces join up; anything else is replaced.
+func withRequestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if !requestIDRE.MatchString(id) {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+// secureHeaders sets the headers every response carries (shared/SECURITY.md).
+func (s *Server) secureHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if c.Request.TLS != nil || s.cfg.BehindTLSProxy {
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	}
+	c.Next()
+}
+
+// limitBody bounds every request body; handlers that accept more raise it themselves.
+func (s *Server) limitBody(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	c.Next()
+}
+
+// accessLog writes one line per request: never bodies, headers, tokens or query values.
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	attrs := []any{
+		"request_id", requestID(c),
+		"method", c.Request.Method,
+		"route", c.FullPath(),
+		"status", c.Writer.Status(),
+		"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+		"ip", c.ClientIP(),
+	}
+	if p, ok := c.Get(ctxPrincipal); ok {
+		attrs = append(attrs, "user", p.(auth.Principal).User.ID)
+	}
+	s.log.InfoContext(c.Request.Context(), "request", attrs...)
+}
+
+// recoverPanic turns a panic into a 500. The panic value is not logged, since it could hold
+// anything the failing code had in hand, including plaintext; the stack shows where.
+func (s *Server) recoverPanic(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.ErrorContext(c.Request.Context(), "panic recovered", "request_id", requestID(c), "route", c.FullPath(), "stack", string(debug.Stack()))
+			s.fail(c, coffer.Errorf(coffer.EINTERNAL, "internal error"))
+		}
+	}()
+	c.Next()
+}
+
+// authenticate requires a valid bearer token.
+func (s *Server) authenticate(c *gin.Context) {
+	tok, ok := auth.ParseBearer(c.GetHeader("Authorization"))
+	if !ok {
+		s.fail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "send a personal access token: Authorization: Bearer cfr_pat_…"))
+		return
+	}
+	if !s.authLimiter.allow(c.ClientIP()) {
+		s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many failed authentications from this address; wait a minute"))
+		return
+	}
+	p, err := s.auth.Authenticate(c.Request.Context(), tok)
+	if err != nil {
+		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
+			s.authLimiter.failed(c.ClientIP())
+		}
+		s.fail(c, err)
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+func principal(c *gin.Context) auth.Principal {
+	return c.MustGet(ctxPrincipal).(auth.Principal)
+}
+
+// actor is who the audit log names for this request.
+func actor(c *gin.Context) audit.Actor {
+	return audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP()}
+}

@@ -1,0 +1,163 @@
+// Package httpapi is the only package that speaks HTTP: the route table, middleware, request
+// and response shapes, and the one mapping from domain errors to status codes. Handlers
+// resolve the object a URL names, check the caller's permission on that object, and call the
+// domain services.
+package httpapi
+
+import (
+	"context"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/secrets"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// Config holds the HTTP settings.
+type Config struct {
+	// BaseURL is how users reach the server, used in printed links.
+	BaseURL string
+	// BehindTLSProxy says a TLS-terminating proxy fronts the server: HSTS is sent.
+	BehindTLSProxy bool
+	MaxBodyBytes   int64
+	// MaxBulkBodyBytes bounds bulk secret writes, which carry many values.
+	MaxBulkBodyBytes int64
+}
+
+// Readiness reports whether the server can serve: database reachable, migrations applied,
+// key loaded.
+type Readiness func(ctx context.Context) error
+
+// Server serves the REST API and the pages.
+type Server struct {
+	cfg         Config
+	log         *slog.Logger
+	auth        *auth.Service
+	tenants     *tenant.Service
+	secrets     *secrets.Service
+	ready       Readiness
+	setup       *Setup
+	views       *template.Template
+	static      fs.FS
+	authLimiter *failLimiter
+	engine      *gin.Engine
+}
+
+// Deps are the services the server calls.
+type Deps struct {
+	Log     *slog.Logger
+	Auth    *auth.Service
+	Tenants *tenant.Service
+	Secrets *secrets.Service
+	Ready   Readiness
+	Setup   *Setup
+	Views   *template.Template
+	Static  fs.FS
+}
+
+// New builds the server and its route table.
+func New(cfg Config, d Deps) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBulkBodyBytes <= 0 {
+		cfg.MaxBulkBodyBytes = 16 << 20
+	}
+	s := &Server{
+		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
+		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newFailLimiter(30, 20),
+	}
+	s.engine = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// routes is the route table, grouped by who may call.
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	// No proxy is trusted: the client address is the peer's. Behind a proxy the later
+	// deployment issue configures it explicitly.
+	_ = r.SetTrustedProxies(nil)
+	r.Use(withRequestID, s.secureHeaders, s.accessLog, s.recoverPanic, s.limitBody)
+	r.NoRoute(func(c *gin.Context) { s.fail(c, coffer.Errorf(coffer.EROUTENOTFOUND, "no such route")) })
+	r.NoMethod(func(c *gin.Context) { s.fail(c, coffer.Errorf(coffer.EMETHOD, "method not allowed on this route")) })
+
+	// Public.
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+	r.GET("/", s.index)
+	r.GET("/setup", s.setupForm)
+	r.POST("/setup", s.setupSubmit)
+	r.StaticFS("/static", http.FS(s.static))
+	r.GET("/api/v1/openapi.json", s.openapi)
+
+	// Any authenticated user.
+	v1 := r.Group("/api/v1", s.authenticate)
+	v1.GET("/me", s.me)
+	v1.GET("/tokens", s.listTokens)
+	v1.POST("/tokens", s.createToken)
+	v1.DELETE("/tokens/:id", s.revokeToken)
+	v1.POST("/users", s.createUser) // instance admins; checked by the service
+	v1.GET("/tenants", s.listTenants)
+	v1.POST("/tenants", s.createTenant)
+
+	// Tenant members: the scope resolver answers 404 to anyone else.
+	t := v1.Group("/tenants/:tenant")
+	t.GET("", s.getTenant)
+	t.PATCH("", s.updateTenant)
+	t.DELETE("", s.deleteTenant)
+	t.GET("/members", s.listMembers)
+	t.POST("/members", s.addMember)
+	t.DELETE("/members/:user", s.removeMember)
+	t.GET("/projects", s.listProjects)
+	t.POST("/projects", s.createProject)
+
+	p := t.Group("/projects/:project")
+	p.GET("", s.getProject)
+	p.PATCH("", s.updateProject)
+	p.DELETE("", s.deleteProject)
+	p.GET("/members", s.listProjectMembers)
+	p.POST("/members", s.putProjectMember)
+	p.DELETE("/members/:user", s.removeProjectMember)
+	p.GET("/environments", s.listEnvironments)
+	p.POST("/environments", s.createEnvironment)
+
+	e := p.Group("/environments/:env")
+	e.GET("", s.getEnvironment)
+	e.PATCH("", s.updateEnvironment)
+	e.DELETE("", s.deleteEnvironment)
+	e.GET("/secrets", s.listSecrets)
+	e.PATCH("/secrets", s.bulkSecrets)
+	e.GET("/secrets/:name", s.getSecret)
+	e.PUT("/secrets/:name", s.putSecret)
+	e.DELETE("/secrets/:name", s.deleteSecret)
+	e.GET("/secrets/:name/versions", s.listVersions)
+	e.POST("/secrets/:name/rollback", s.rollbackSecret)
+	e.POST("/secrets/:name/restore", s.restoreSecret)
+	return r
+}
+
+// Routes lists every registered method and path, for the OpenAPI coverage test.
+func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
+
+func (s *Server) healthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+
+func (s *Server) readyz(c *gin.Context) {
+	if err := s.ready(c.Request.Context()); err != nil {
+		s.log.WarnContext(c.Request.Context(), "not ready", "err", err)
+		s.fail(c, coffer.Wrap(coffer.EUNAVAILABLE, err, "not ready: "+coffer.ErrorMessage(err)))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

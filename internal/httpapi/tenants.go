@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// scope resolves the tenant, project and environment the URL names for the caller; anything
+// the caller cannot see is not found.
+func (s *Server) scope(c *gin.Context) (tenant.Scope, bool) {
+	sc, err := s.tenants.Resolve(c.Request.Context(), principal(c).User.ID, c.Param("tenant"), c.Param("project"), c.Param("env"))
+	if err != nil {
+		s.fail(c, err)
+		return tenant.Scope{}, false
+	}
+	return sc, true
+}
+
+func (s *Server) listTenants(c *gin.Context) {
+	p, err := parsePage(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ts, err := s.tenants.ListTenants(c.Request.Context(), principal(c).User.ID, p.after, p.fetch())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	respondPage(c, p, ts, func(t tenant.Membered) string { return t.Slug },
+		func(t tenant.Membered) tenantView { return viewTenant(t.Tenant, t.Role) })
+}
+
+type createTenantReq struct {
+	Slug string `json:"slug"`
+	Name string `json:"name"`
+}
+
+func (s *Server) createTenant(c *gin.Context) {
+	var req createTenantReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	t, err := s.tenants.CreateTenant(c.Request.Context(), actor(c), req.Slug, req.Name)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, viewTenant(t, tenant.RoleOwner))
+}
+
+func (s *Server) getTenant(c *gin.Context) {
+	sc, ok := s.scope(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, viewTenant(sc.Tenant, sc.Role))
+}
+
+type nameReq struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) updateTenant(c *gin.Context) {
+	sc, ok := s.scope(c)
+	if !ok {
+		return
+	}
+	var req nameReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	t, err := s.tenants.UpdateTenant(c.Request.Context(), actor(c), sc, req.Name)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewTenant(t, sc.Role))
+}
+
+func (s *Server) deleteTenant(c *gin.Context) {
+	sc, ok := s.scope(c)
+	if !ok {
+		return
+	}
+	if err := s.tenants.DeleteTenant(c.Request.Context(), actor(c), sc); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) listMembers(c *gin.Context) {
+	sc, ok := s.scope(c)
+	if !ok {
+		return
+	}
+	p, err := parsePage(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ms, err := s.tenants.ListMembers(c.Request.Context(), sc, p.after, p.fetch())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	respondPage(c, p, ms, func(m tenant.Member) string { return m.Email }, viewMember)
+}
+
+type addMemberReq struct {
+	Email string `json:"email"`
+	Role  string `json:"role"`
+}
+
+func (s *Server) addMember(c *gin.Context) {
+	sc, ok := s.scope(c)
+	if !ok {
+		return
+	}
+	var req addMemberReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	email, err := normalizeEmail(req.Email)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	m, err := s.tenants.AddMember(c.Request.Context(), actor(c), sc, email, tenant.Role(req.Role))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewMember(m))
+}
+
+func (s *Server) removeMember(c *gin.Context) {
+	sc, ok := s.scope(c)
+	if !ok {
+		return
+	}
+	if err := s.tenants.RemoveMember(c.Request.Context(), actor(c), sc, c.Param("user")); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/auth"
+)
+
+func (s *Server) me(c *gin.Context) {
+	p := principal(c)
+	c.JSON(http.StatusOK, gin.H{"user": viewUser(p.User), "token_id": p.TokenID})
+}
+
+func (s *Server) listTokens(c *gin.Context) {
+	p, err := parsePage(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ts, err := s.auth.ListTokens(c.Request.Context(), principal(c), p.after, p.fetch())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	respondPage(c, p, ts, func(t auth.Token) string { return t.ID }, viewToken)
+}
+
+type createTokenReq struct {
+	Name string `json:"name"`
+	// ExpiresInDays is optional; zero means the token does not expire.
+	ExpiresInDays int `json:"expires_in_days"`
+}
+
+type createdToken struct {
+	tokenView
+	Token string `json:"token"`
+}
+
+func (s *Server) createToken(c *gin.Context) {
+	var req createTokenReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if req.ExpiresInDays < 0 || req.ExpiresInDays > 366 {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "expires_in_days must be from 0 (never) to 366"))
+		return
+	}
+	t, secret, err := s.auth.CreateToken(c.Request.Context(), actor(c), principal(c), req.Name, time.Duration(req.ExpiresInDays)*24*time.Hour)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, createdToken{tokenView: viewToken(t), Token: secret})
+}
+
+func (s *Server) revokeToken(c *gin.Context) {
+	if err := s.auth.RevokeToken(c.Request.Context(), actor(c), principal(c), c.Param("id")); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type createUserReq struct {
+	Email string `json:"email"`
+	Name  string `json:"name"`
+}
+
+func (s *Server) createUser(c *gin.Context) {
+	var req createUserReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	u, secret, err := s.auth.CreateUser(c.Request.Context(), actor(c), principal(c), req.Email, req.Name)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"user": viewUser(u), "token": secret})
+}

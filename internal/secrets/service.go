@@ -1,0 +1,386 @@
+package secrets
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/crypto"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// Record is a secret as stored: metadata and, when asked for, the sealed value.
+type Record struct {
+	Secret
+	Ciphertext []byte
+}
+
+// Op is the kind of one change in a write.
+type Op int
+
+const (
+	OpPut Op = iota
+	OpDelete
+	OpRestore
+)
+
+// Change is one change of a write; Value and Note apply to OpPut.
+type Change struct {
+	Op    Op
+	Name  string
+	Value string
+	Note  string
+}
+
+// Result is what a change did: the version it wrote (OpPut) or the version it left current.
+type Result struct {
+	Op      Op
+	Name    string
+	Version int
+	Created bool // the secret did not exist before
+}
+
+// Write is one all-or-nothing set of changes to an environment. The store calls Seal once per
+// put with the version it assigns, and appends Audit's entry for every result in the same
+// transaction.
+type Write struct {
+	TenantID string
+	EnvID    string
+	KeyID    string
+	Author   string // user id recorded on new versions
+	Changes  []Change
+	Seal     func(name string, version int, value string) ([]byte, error)
+	Audit    func(Result) audit.Entry
+}
+
+// ListOptions selects a page of an environment's secrets.
+type ListOptions struct {
+	After          string
+	Limit          int
+	WithValues     bool
+	IncludeDeleted bool
+}
+
+// Store persists secrets. Every method is scoped by tenant and environment.
+type Store interface {
+	KeyStore
+	// List returns one page of secrets at their latest version in one query; with
+	// opts.WithValues it includes the ciphertexts.
+	List(ctx context.Context, tenantID, envID string, opts ListOptions) ([]Record, error)
+	// Get returns a secret at a version (0: latest) with its ciphertext; ENOTFOUND if the
+	// secret or version does not exist.
+	Get(ctx context.Context, tenantID, envID, name string, version int) (Record, error)
+	Versions(ctx context.Context, tenantID, envID, name string, before, limit int) ([]Version, error)
+	Apply(ctx context.Context, w Write) ([]Result, error)
+	// RollKey stores a new data key and makes it the environment's current one.
+	RollKey(ctx context.Context, tenantID, envID string, key tenant.WrappedKey, e audit.Entry) error
+}
+
+// Auditor makes reveal entries durable before a value leaves the server.
+type Auditor interface {
+	Append(ctx context.Context, entries ...audit.Entry) error
+}
+
+// KeyPolicy bounds how much one data key seals and for how long (shared/SECURITY.md).
+type KeyPolicy struct {
+	MaxUses int64
+	MaxAge  time.Duration
+}
+
+// DefaultKeyPolicy keeps a data key well under GCM's random-nonce bound and rolls it after
+// 90 days.
+var DefaultKeyPolicy = KeyPolicy{MaxUses: 1 << 30, MaxAge: 90 * 24 * time.Hour}
+
+// Service applies access rules, encryption and auditing to secrets.
+type Service struct {
+	store   Store
+	keys    *Keyring
+	auditor Auditor
+	pub     coffer.Publisher
+	policy  KeyPolicy
+}
+
+// NewService returns a Service.
+func NewService(store Store, keys *Keyring, auditor Auditor, pub coffer.Publisher, policy KeyPolicy) *Service {
+	return &Service{store: store, keys: keys, auditor: auditor, pub: pub, policy: policy}
+}
+
+func need(sc tenant.Scope, l tenant.Level) error {
+	if sc.Level() >= l {
+		return nil
+	}
+	switch l {
+	case tenant.LevelWrite:
+		if sc.Environment.Protected {
+			return coffer.Errorf(coffer.EFORBIDDEN, "this environment is protected: your role may read but not change it")
+		}
+		return coffer.Errorf(coffer.EFORBIDDEN, "your role may not change secrets in this environment")
+	case tenant.LevelRead:
+		return coffer.Errorf(coffer.EFORBIDDEN, "your role may see secret names but not values in this environment")
+	}
+	return coffer.Errorf(coffer.ENOTFOUND, "environment not found")
+}
+
+// List returns a page of secrets; with values it records one reveal entry naming every
+// secret and version returned, durable before List returns.
+func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions) ([]Secret, error) {
+	level := tenant.LevelMetadata
+	if opts.WithValues {
+		level = tenant.LevelRead
+		opts.IncludeDeleted = false
+	}
+	if err := need(sc, level); err != nil {
+		return nil, err
+	}
+	recs, err := s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Secret, len(recs))
+	if !opts.WithValues {
+		for i := range recs {
+			out[i] = recs[i].Secret
+		}
+		return out, nil
+	}
+	revealed := make(map[string]int, len(recs))
+	var o opener
+	for i := range recs {
+		v, err := o.open(ctx, s.keys, sc, &recs[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = recs[i].Secret
+		out[i].Value = &v
+		revealed[recs[i].Name] = recs[i].Version
+	}
+	if len(recs) > 0 {
+		e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "environment", sc.Environment.ID, sc.Path(), map[string]any{"secrets": revealed})
+		if err := s.reveal(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Get returns one secret with its value at a version (0: latest).
+func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string, version int) (Secret, error) {
+	if err := need(sc, tenant.LevelRead); err != nil {
+		return Secret{}, err
+	}
+	rec, err := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, name, version)
+	if err != nil {
+		return Secret{}, err
+	}
+	if rec.DeletedAt != nil && version == 0 {
+		return Secret{}, coffer.Errorf(coffer.ENOTFOUND, "secret %s is deleted; restore it or ask for a version", name)
+	}
+	var o opener
+	v, err := o.open(ctx, s.keys, sc, &rec)
+	if err != nil {
+		return Secret{}, err
+	}
+	e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"secrets": map[string]int{name: rec.Version}})
+	if err := s.reveal(ctx, e); err != nil {
+		return Secret{}, err
+	}
+	out := rec.Secret
+	out.Value = &v
+	return out, nil
+}
+
+func (s *Service) reveal(ctx context.Context, e audit.Entry) error {
+	if err := s.auditor.Append(ctx, e); err != nil {
+		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the audit log could not record this read, so no value was returned")
+	}
+	return nil
+}
+
+// opener opens the ciphertexts of one request, looking each data key up once.
+type opener struct {
+	id  uuid.UUID
+	key *crypto.DataKey
+}
+
+func (o *opener) open(ctx context.Context, keys *Keyring, sc tenant.Scope, rec *Record) (string, error) {
+	id, err := crypto.KeyIDOf(rec.Ciphertext)
+	if err != nil {
+		return "", coffer.Wrap(coffer.EINTERNAL, err, "stored value is malformed")
+	}
+	if o.key == nil || o.id != id {
+		k, err := keys.key(ctx, sc.Tenant.ID, sc.Project.ID, sc.Environment.ID, id)
+		if err != nil {
+			return "", err
+		}
+		o.id, o.key = id, k
+	}
+	pt, err := o.key.Open(rec.Ciphertext, AAD(sc.Tenant.ID, sc.Project.ID, sc.Environment.ID, rec.Name, rec.Version))
+	if err != nil {
+		// Never the value, never the key: just where the integrity check failed.
+		return "", coffer.Wrap(coffer.EINTERNAL, err, "a stored value failed its integrity check")
+	}
+	return string(pt), nil
+}
+
+// Versions lists the versions of a secret, newest first, before the given version (0: all).
+func (s *Service) Versions(ctx context.Context, sc tenant.Scope, name string, before, limit int) ([]Version, error) {
+	if err := need(sc, tenant.LevelMetadata); err != nil {
+		return nil, err
+	}
+	return s.store.Versions(ctx, sc.Tenant.ID, sc.Environment.ID, name, before, limit)
+}
+
+// Put writes a new version of one secret.
+func (s *Service) Put(ctx context.Context, actor audit.Actor, sc tenant.Scope, name, value, note string) (Result, error) {
+	res, err := s.Apply(ctx, actor, sc, []Change{{Op: OpPut, Name: name, Value: value, Note: note}})
+	if err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
+
+// Delete soft-deletes a secret; its versions stay and it can be restored.
+func (s *Service) Delete(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string) (Result, error) {
+	res, err := s.Apply(ctx, actor, sc, []Change{{Op: OpDelete, Name: name}})
+	if err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
+
+// Restore undoes a soft delete.
+func (s *Service) Restore(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string) (Result, error) {
+	res, err := s.Apply(ctx, actor, sc, []Change{{Op: OpRestore, Name: name}})
+	if err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
+
+// Rollback writes a new version holding the value of an earlier one.
+func (s *Service) Rollback(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string, version int) (Result, error) {
+	if err := need(sc, tenant.LevelWrite); err != nil {
+		return Result{}, err
+	}
+	if version < 1 {
+		return Result{}, coffer.Errorf(coffer.EINVALID, "version must be a positive integer")
+	}
+	rec, err := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, name, version)
+	if err != nil {
+		return Result{}, err
+	}
+	var o opener
+	v, err := o.open(ctx, s.keys, sc, &rec)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.apply(ctx, actor, sc, []Change{{Op: OpPut, Name: name, Value: v, Note: rec.Note}}, func(r Result) audit.Entry {
+		return actor.New(audit.ActionSecretRollback, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name,
+			map[string]any{"from_version": version, "version": r.Version})
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
+
+// Apply validates and applies changes all or nothing.
+func (s *Service) Apply(ctx context.Context, actor audit.Actor, sc tenant.Scope, changes []Change) ([]Result, error) {
+	return s.apply(ctx, actor, sc, changes, func(r Result) audit.Entry {
+		action := map[Op]string{OpPut: audit.ActionSecretWrite, OpDelete: audit.ActionSecretDelete, OpRestore: audit.ActionSecretRestore}[r.Op]
+		return actor.New(action, sc.Tenant.ID, "secret", r.Name, sc.Path()+"/"+r.Name, map[string]any{"version": r.Version, "created": r.Created})
+	})
+}
+
+func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope, changes []Change, entry func(Result) audit.Entry) ([]Result, error) {
+	if err := need(sc, tenant.LevelWrite); err != nil {
+		return nil, err
+	}
+	if len(changes) == 0 {
+		return nil, coffer.Errorf(coffer.EINVALID, "no changes given")
+	}
+	if len(changes) > MaxBatch {
+		return nil, coffer.Errorf(coffer.EINVALID, "at most %d changes per request", MaxBatch)
+	}
+	seen := make(map[string]bool, len(changes))
+	puts := int64(0)
+	for _, c := range changes {
+		if err := ValidateName(c.Name); err != nil {
+			return nil, err
+		}
+		if seen[c.Name] {
+			return nil, coffer.Errorf(coffer.EINVALID, "secret %s appears more than once", c.Name)
+		}
+		seen[c.Name] = true
+		if c.Op == OpPut {
+			if err := ValidateValue(c.Value); err != nil {
+				return nil, err
+			}
+			if err := ValidateNote(c.Note); err != nil {
+				return nil, err
+			}
+			puts++
+		}
+	}
+	env := *sc.Environment
+	keyID := env.Key.ID
+	if puts > 0 && s.mustRoll(env.Key, puts) {
+		var err error
+		if keyID, err = s.rollKey(ctx, actor, sc); err != nil {
+			return nil, err
+		}
+	}
+	kid, err := uuid.Parse(keyID)
+	if err != nil {
+		return nil, coffer.Wrap(coffer.EINTERNAL, err, "environment key id is malformed")
+	}
+	var key *crypto.DataKey
+	if puts > 0 {
+		if key, err = s.keys.key(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, kid); err != nil {
+			return nil, err
+		}
+	}
+	results, err := s.store.Apply(ctx, Write{
+		TenantID: sc.Tenant.ID,
+		EnvID:    env.ID,
+		KeyID:    keyID,
+		Author:   actor.ID,
+		Changes:  changes,
+		Seal: func(name string, version int, value string) ([]byte, error) {
+			return key.Seal([]byte(value), AAD(sc.Tenant.ID, sc.Project.ID, env.ID, name, version))
+		},
+		Audit: entry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	events := make([]coffer.Event, len(results))
+	for i, r := range results {
+		events[i] = coffer.Event{Type: entry(r).Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID, EnvironmentID: env.ID, Name: r.Name, Version: r.Version}
+	}
+	s.pub.Publish(ctx, events...)
+	return results, nil
+}
+
+func (s *Service) mustRoll(k tenant.KeyInfo, n int64) bool {
+	return k.Uses+n > s.policy.MaxUses || (s.policy.MaxAge > 0 && time.Since(k.CreatedAt) > s.policy.MaxAge)
+}
+
+// rollKey gives the environment a new data key before the current one passes its bounds.
+// Values sealed under older keys stay readable: each ciphertext names its key.
+func (s *Service) rollKey(ctx context.Context, actor audit.Actor, sc tenant.Scope) (string, error) {
+	env := sc.Environment
+	wk, err := s.keys.NewEnvironmentKey(ctx, sc.Tenant.ID, sc.Project.ID, env.ID)
+	if err != nil {
+		return "", err
+	}
+	e := actor.New(audit.ActionKeyRoll, sc.Tenant.ID, "environment", env.ID, sc.Path(),
+		map[string]any{"previous_key": env.Key.ID, "key": wk.ID, "kek": wk.KEKID, "previous_uses": env.Key.Uses})
+	if err := s.store.RollKey(ctx, sc.Tenant.ID, env.ID, wk, e); err != nil {
+		return "", err
+	}
+	return wk.ID, nil
+}

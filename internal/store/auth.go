@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/secrets"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+type userRow struct {
+	ID            string
+	Email         string
+	Name          string
+	InstanceAdmin bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+func (userRow) TableName() string { return "users" }
+
+type tokenRow struct {
+	ID            string
+	UserID        string
+	Name          string
+	TokenHash     string
+	DisplayPrefix string
+	ExpiresAt     *time.Time
+	LastUsedAt    *time.Time
+	RevokedAt     *time.Time
+	CreatedAt     time.Time
+}
+
+func (tokenRow) TableName() string { return "api_tokens" }
+
+func (r tokenRow) domain() auth.Token {
+	return auth.Token{ID: r.ID, UserID: r.UserID, Name: r.Name, DisplayPrefix: r.DisplayPrefix,
+		ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, CreatedAt: r.CreatedAt}
+}
+
+func newTokenRow(t auth.Token, hash string) *tokenRow {
+	return &tokenRow{ID: t.ID, UserID: t.UserID, Name: t.Name, TokenHash: hash, DisplayPrefix: t.DisplayPrefix,
+		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt}
+}
+
+// TokenByHash implements auth.Store in one query with the token's user.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (auth.TokenRecord, error) {
+	var rows []struct {
+		ID             string
+		UserID         string
+		Name           string
+		TokenHash      string
+		DisplayPrefix  string
+		ExpiresAt      *time.Time
+		LastUsedAt     *time.Time
+		RevokedAt      *time.Time
+		CreatedAt      time.Time
+		UEmail         string    `gorm:"column:u_email"`
+		UName          string    `gorm:"column:u_name"`
+		UInstanceAdmin bool      `gorm:"column:u_instance_admin"`
+		UCreatedAt     time.Time `gorm:"column:u_created_at"`
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT t.*, u.email AS u_email, u.name AS u_name,
+		u.instance_admin AS u_instance_admin, u.created_at AS u_created_at
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hash).Scan(&rows).Error
+	if err != nil {
+		return auth.TokenRecord{}, dbErr(err)
+	}
+	if len(rows) == 0 {
+		return auth.TokenRecord{}, notFound("token")
+	}
+	r := rows[0]
+	return auth.TokenRecord{
+		Token: tokenRow{ID: r.ID, UserID: r.UserID, Name: r.Name, DisplayPrefix: r.DisplayPrefix, ExpiresAt: r.ExpiresAt,
+			LastUsedAt: r.LastUsedAt, CreatedAt: r.CreatedAt}.domain(),
+		Hash: r.TokenHash, RevokedAt: r.RevokedAt,
+		User: auth.User{ID: r.UserID, Email: r.UEmail, Name: r.UName, InstanceAdmin: r.UInstanceAdmin, CreatedAt: r.UCreatedAt},
+	}, nil
+}
+
+// TouchToken implements auth.Store.
+func (s *Store) TouchToken(ctx context.Context, tokenID string, at time.Time) error {
+	return dbErr(s.db.WithContext(ctx).Exec(`UPDATE api_tokens SET last_used_at = ? WHERE id = ?`, at, tokenID).Error)
+}
+
+// CreateToken implements auth.Store.
+func (s *Store) CreateToken(ctx context.Context, t auth.Token, hash string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(newTokenRow(t, hash)).Error; err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// ListTokens implements auth.Store; revoked tokens are not listed.
+func (s *Store) ListTokens(ctx context.Context, userID, after string, limit int) ([]auth.Token, error) {
+	var rows []tokenRow
+	err := s.db.WithContext(ctx).Where("user_id = ? AND revoked_at IS NULL AND id > ?", userID, after).
+		Order("id").Limit(limit).Find(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]auth.Token, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
+// RevokeToken implements auth.Store. Only the owner's own, unrevoked token matches.
+func (s *Store) RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`, at, tokenID, userID)
+		if err := mustAffect(res, "token"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// CreateUser implements auth.Store.
+func (s *Store) CreateUser(ctx context.Context, u auth.User, t auth.Token, hash string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		return createUser(tx, u, t, hash, e)
+	})
+}
+
+func createUser(tx *gorm.DB, u auth.User, t auth.Token, hash string, e audit.Entry) error {
+	if err := tx.Create(&userRow{ID: u.ID, Email: u.Email, Name: u.Name, InstanceAdmin: u.InstanceAdmin, CreatedAt: u.CreatedAt, UpdatedAt: u.CreatedAt}).Error; err != nil {
+		return conflictAs(err, "a user with that e-mail address already exists")
+	}
+	if err := tx.Create(newTokenRow(t, hash)).Error; err != nil {
+		return conflictAs(err, "that token is already in use")
+	}
+	return appendAudit(tx, e)
+}
+
+const bootstrappedKey = "bootstrapped"
+
+type settingRow struct {
+	Key       string
+	Value     string
+	UpdatedAt time.Time
+}
+
+func (settingRow) TableName() string { return "instance_settings" }
+
+// Bootstrap implements auth.Store. The settings row is the once-only guard: its primary key
+// makes a second bootstrap fail even when two replicas race.
+func (s *Store) Bootstrap(ctx context.Context, u auth.User, t tenant.Tenant, tok auth.Token, hash string, e audit.Entry) error {
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Raw(`SELECT COUNT(*) FROM users`).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return auth.ErrAlreadyBootstrapped
+		}
+		if err := tx.Create(&settingRow{Key: bootstrappedKey, Value: u.ID, UpdatedAt: u.CreatedAt}).Error; err != nil {
+			return err
+		}
+		if err := createUser(tx, u, tok, hash, e); err != nil {
+			return err
+		}
+		if err := tx.Create(&tenantRow{ID: t.ID, Slug: t.Slug, Name: t.Name, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}).Error; err != nil {
+			return err
+		}
+		return tx.Create(&tenantMemberRow{TenantID: t.ID, UserID: u.ID, Role: string(tenant.RoleOwner), CreatedAt: t.CreatedAt}).Error
+	})
+	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+		return auth.ErrAlreadyBootstrapped
+	}
+	return err
+}
+
+// Bootstrapped implements auth.Store.
+func (s *Store) Bootstrapped(ctx context.Context) (bool, error) {
+	var n int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM instance_settings WHERE key = ?`, bootstrappedKey).Scan(&n).Error; err != nil {
+		return false, dbErr(err)
+	}
+	return n > 0, nil
+}
+
+// Interface checks: the store implements every domain seam.
+var (
+	_ tenant.Store   = (*Store)(nil)
+	_ secrets.Store  = (*Store)(nil)
+	_ auth.Store     = (*Store)(nil)
+	_ audit.Appender = (*Store)(nil)
+)

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/secrets"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+type secretRow struct {
+	Name             string
+	Version          int
+	Note             string
+	CreatedBy        string
+	CreatedAt        time.Time
+	VersionCreatedAt time.Time
+	DeletedAt        *time.Time
+	Ciphertext       []byte
+}
+
+func (r *secretRow) record() secrets.Record {
+	return secrets.Record{
+		Secret: secrets.Secret{Name: r.Name, Version: r.Version, Note: r.Note, CreatedBy: r.CreatedBy,
+			CreatedAt: r.CreatedAt, UpdatedAt: r.VersionCreatedAt, DeletedAt: r.DeletedAt},
+		Ciphertext: r.Ciphertext,
+	}
+}
+
+const secretCols = `s.name, v.version, v.note, v.created_by, s.created_at, v.created_at AS version_created_at, s.deleted_at`
+
+// DataKey implements secrets.KeyStore.
+func (s *Store) DataKey(ctx context.Context, tenantID, envID, keyID string) (tenant.WrappedKey, error) {
+	var rows []dataKeyRow
+	err := s.db.WithContext(ctx).Raw(`SELECT * FROM data_keys WHERE tenant_id = ? AND environment_id = ? AND id = ?`,
+		tenantID, envID, keyID).Scan(&rows).Error
+	if err != nil {
+		return tenant.WrappedKey{}, dbErr(err)
+	}
+	if len(rows) == 0 {
+		return tenant.WrappedKey{}, coffer.Errorf(coffer.EINTERNAL, "a value names a data key its environment does not have")
+	}
+	r := rows[0]
+	return tenant.WrappedKey{ID: r.ID, KEKID: r.KEKID, Wrapped: r.WrappedKey, CreatedAt: r.CreatedAt}, nil
+}
+
+// List implements secrets.Store: one query for a page of latest versions.
+func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.ListOptions) ([]secrets.Record, error) {
+	cols := secretCols
+	if opts.WithValues {
+		cols += ", v.ciphertext"
+	}
+	q := `SELECT ` + cols + ` FROM secrets s
+		JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.latest_version
+		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name > ?`
+	if !opts.IncludeDeleted {
+		q += ` AND s.deleted_at IS NULL`
+	}
+	q += ` ORDER BY s.name LIMIT ?`
+	var rows []secretRow
+	if err := s.db.WithContext(ctx).Raw(q, tenantID, envID, opts.After, opts.Limit).Scan(&rows).Error; err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]secrets.Record, len(rows))
+	for i := range rows {
+		out[i] = rows[i].record()
+	}
+	return out, nil
+}
+
+// Get implements secrets.Store.
+func (s *Store) Get(ctx context.Context, tenantID, envID, name string, version int) (secrets.Record, error) {
+	var rows []secretRow
+	err := s.db.WithContext(ctx).Raw(`SELECT `+secretCols+`, v.ciphertext FROM secrets s
+		JOIN secret_versions v ON v.secret_id = s.id AND v.version = (CASE WHEN ? = 0 THEN s.latest_version ELSE ? END)
+		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name = ?`,
+		version, version, tenantID, envID, name).Scan(&rows).Error
+	if err != nil {
+		return secrets.Record{}, dbErr(err)
+	}
+	if len(rows) == 0 {
+		if version != 0 {
+			return secrets.Record{}, coffer.Errorf(coffer.ENOTFOUND, "secret %s has no version %d", name, version)
+		}
+		return secrets.Record{}, coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", name)
+	}
+	return rows[0].record(), nil
+}
+
+// Versions implements secrets.Store.
+func (s *Store) Versions(ctx context.Context, tenantID, envID, name string, before, limit int) ([]secrets.Version, error) {
+	db := s.db.WithContext(ctx)
+	var ids []string
+	if err := db.Raw(`SELECT id FROM secrets WHERE tenant_id = ? AND environment_id = ? AND name = ?`, tenantID, envID, name).Scan(&ids).Error; err != nil {
+		return nil, dbErr(err)
+	}
+	if len(ids) == 0 {
+		return nil, coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", name)
+	}
+	if before <= 0 {
+		before = int(^uint32(0) >> 1)
+	}
+	var rows []struct {
+		Version   int
+		Note      string
+		CreatedBy string
+		CreatedAt time.Time
+	}
+	err := db.Raw(`SELECT version, note, created_by, created_at FROM secret_versions
+		WHERE secret_id = ? AND version < ? ORDER BY version DESC LIMIT ?`, ids[0], before, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]secrets.Version, len(rows))
+	for i, r := range rows {
+		out[i] = secrets.Version{Version: r.Version, Note: r.Note, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt}
+	}
+	return out, nil
+}
+
+type secretStateRow struct {
+	ID            string
+	LatestVersion int
+	DeletedAt     *time.Time
+}
+
+// Apply implements secrets.Store: every change, its sealed value and its audit entry commit
+// together or not at all.
+func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, error) {
+	results := make([]secrets.Result, 0, len(w.Changes))
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		results = results[:0]
+		now := time.Now().UTC()
+		puts := 0
+		for _, c := range w.Changes {
+			var rows []secretStateRow
+			if err := tx.Raw(`SELECT id, latest_version, deleted_at FROM secrets
+				WHERE tenant_id = ? AND environment_id = ? AND name = ?`+s.forUpdate(), w.TenantID, w.EnvID, c.Name).Scan(&rows).Error; err != nil {
+				return err
+			}
+			var cur *secretStateRow
+			if len(rows) > 0 {
+				cur = &rows[0]
+			}
+			r := secrets.Result{Op: c.Op, Name: c.Name}
+			switch c.Op {
+			case secrets.OpPut:
+				id := NewID()
+				r.Version, r.Created = 1, cur == nil
+				if cur == nil {
+					if err := tx.Exec(`INSERT INTO secrets (id, tenant_id, environment_id, name, latest_version, created_at, updated_at)
+						VALUES (?, ?, ?, ?, 1, ?, ?)`, id, w.TenantID, w.EnvID, c.Name, now, now).Error; err != nil {
+						return conflictAs(err, "secret %s was created concurrently; retry", c.Name)
+					}
+				} else {
+					id, r.Version = cur.ID, cur.LatestVersion+1
+					if err := tx.Exec(`UPDATE secrets SET latest_version = ?, deleted_at = NULL, updated_at = ? WHERE id = ?`,
+						r.Version, now, id).Error; err != nil {
+						return err
+					}
+				}
+				ct, err := w.Seal(c.Name, r.Version, c.Value)
+				if err != nil {
+					return coffer.Wrap(coffer.EINTERNAL, err, "could not seal the value")
+				}
+				if err := tx.Exec(`INSERT INTO secret_versions (secret_id, version, ciphertext, note, created_by, created_at)
+					VALUES (?, ?, ?, ?, ?, ?)`, id, r.Version, ct, c.Note, w.Author, now).Error; err != nil {
+					return conflictAs(err, "secret %s was changed concurrently; retry", c.Name)
+				}
+				puts++
+			case secrets.OpDelete:
+				if cur == nil || cur.DeletedAt != nil {
+					return coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", c.Name)
+				}
+				r.Version = cur.LatestVersion
+				if err := tx.Exec(`UPDATE secrets SET deleted_at = ?, updated_at = ? WHERE id = ?`, now, now, cur.ID).Error; err != nil {
+					return err
+				}
+			case secrets.OpRestore:
+				if cur == nil {
+					return coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", c.Name)
+				}
+				if cur.DeletedAt == nil {
+					return coffer.Errorf(coffer.ECONFLICT, "secret %s is not deleted", c.Name)
+				}
+				r.Version = cur.LatestVersion
+				if err := tx.Exec(`UPDATE secrets SET deleted_at = NULL, updated_at = ? WHERE id = ?`, now, cur.ID).Error; err != nil {
+					return err
+				}
+			}
+			results = append(results, r)
+		}
+		if puts > 0 {
+			// Count seals per data key in the database, so the bound holds across replicas.
+			if err := mustAffect(tx.Exec(`UPDATE data_keys SET uses = uses + ? WHERE id = ? AND environment_id = ?`,
+				puts, w.KeyID, w.EnvID), "data key"); err != nil {
+				return err
+			}
+		}
+		entries := make([]audit.Entry, len(results))
+		for i, r := range results {
+			entries[i] = w.Audit(r)
+		}
+		return appendAudit(tx, entries...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// RollKey implements secrets.Store.
+func (s *Store) RollKey(ctx context.Context, tenantID, envID string, key tenant.WrappedKey, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&dataKeyRow{ID: key.ID, TenantID: tenantID, EnvironmentID: envID, KEKID: key.KEKID,
+			WrappedKey: key.Wrapped, CreatedAt: key.CreatedAt}).Error; err != nil {
+			return err
+		}
+		res := tx.Exec(`UPDATE environments SET current_key_id = ? WHERE tenant_id = ? AND id = ?`, key.ID, tenantID, envID)
+		if err := mustAffect(res, "environment"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}

@@ -1,0 +1,587 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+type tenantRow struct {
+	ID        string
+	Slug      string
+	Name      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+func (tenantRow) TableName() string { return "tenants" }
+
+func (r tenantRow) domain() tenant.Tenant {
+	return tenant.Tenant{ID: r.ID, Slug: r.Slug, Name: r.Name, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+type projectRow struct {
+	ID        string
+	TenantID  string
+	Slug      string
+	Name      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+func (projectRow) TableName() string { return "projects" }
+
+func (r projectRow) domain() tenant.Project {
+	return tenant.Project{ID: r.ID, TenantID: r.TenantID, Slug: r.Slug, Name: r.Name, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+type environmentRow struct {
+	ID           string
+	TenantID     string
+	ProjectID    string
+	Slug         string
+	Name         string
+	Protected    bool
+	CurrentKeyID string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+func (environmentRow) TableName() string { return "environments" }
+
+type dataKeyRow struct {
+	ID            string
+	TenantID      string
+	EnvironmentID string
+	KEKID         string `gorm:"column:kek_id"`
+	WrappedKey    []byte
+	Uses          int64
+	CreatedAt     time.Time
+}
+
+func (dataKeyRow) TableName() string { return "data_keys" }
+
+type tenantMemberRow struct {
+	TenantID  string
+	UserID    string
+	Role      string
+	CreatedAt time.Time
+}
+
+func (tenantMemberRow) TableName() string { return "tenant_members" }
+
+// CreateTenant implements tenant.Store.
+func (s *Store) CreateTenant(ctx context.Context, t *tenant.Tenant, ownerID string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&tenantRow{ID: t.ID, Slug: t.Slug, Name: t.Name, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}).Error; err != nil {
+			return conflictAs(err, "a tenant with slug %q already exists", t.Slug)
+		}
+		if err := tx.Create(&tenantMemberRow{TenantID: t.ID, UserID: ownerID, Role: string(tenant.RoleOwner), CreatedAt: t.CreatedAt}).Error; err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// conflictAs gives a unique violation a specific, caller-safe message.
+func conflictAs(err error, format string, args ...any) error {
+	if e := dbErr(err); coffer.ErrorCode(e) == coffer.ECONFLICT {
+		return &coffer.Error{Code: coffer.ECONFLICT, Message: coffer.Errorf(coffer.ECONFLICT, format, args...).Message, Err: err}
+	}
+	return err
+}
+
+// ListTenants implements tenant.Store.
+func (s *Store) ListTenants(ctx context.Context, userID, after string, limit int) ([]tenant.Membered, error) {
+	var rows []struct {
+		ID        string
+		Slug      string
+		Name      string
+		CreatedAt time.Time
+		UpdatedAt time.Time
+		Role      string
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT t.id, t.slug, t.name, t.created_at, t.updated_at, m.role
+		FROM tenants t JOIN tenant_members m ON m.tenant_id = t.id AND m.user_id = ?
+		WHERE t.slug > ? ORDER BY t.slug LIMIT ?`, userID, after, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]tenant.Membered, len(rows))
+	for i, r := range rows {
+		out[i] = tenant.Membered{Tenant: tenant.Tenant{ID: r.ID, Slug: r.Slug, Name: r.Name, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, Role: tenant.Role(r.Role)}
+	}
+	return out, nil
+}
+
+type scopeRow struct {
+	TID        string    `gorm:"column:t_id"`
+	TSlug      string    `gorm:"column:t_slug"`
+	TName      string    `gorm:"column:t_name"`
+	TCreated   time.Time `gorm:"column:t_created"`
+	TUpdated   time.Time `gorm:"column:t_updated"`
+	TRole      string    `gorm:"column:t_role"`
+	PID        string    `gorm:"column:p_id"`
+	PSlug      string    `gorm:"column:p_slug"`
+	PName      string    `gorm:"column:p_name"`
+	PCreated   time.Time `gorm:"column:p_created"`
+	PUpdated   time.Time `gorm:"column:p_updated"`
+	PRole      string    `gorm:"column:p_role"`
+	EID        string    `gorm:"column:e_id"`
+	ESlug      string    `gorm:"column:e_slug"`
+	EName      string    `gorm:"column:e_name"`
+	EProtected bool      `gorm:"column:e_protected"`
+	ECreated   time.Time `gorm:"column:e_created"`
+	EUpdated   time.Time `gorm:"column:e_updated"`
+	EAccess    string    `gorm:"column:e_access"`
+	KID        string    `gorm:"column:k_id"`
+	KUses      int64     `gorm:"column:k_uses"`
+	KCreated   time.Time `gorm:"column:k_created"`
+}
+
+// Resolve implements tenant.Store in one query: the tenant joined to the caller's membership
+// (so a non-member gets nothing), and below it the project and environment by slug with the
+// caller's project role and override.
+func (s *Store) Resolve(ctx context.Context, userID, tenantSlug, projectSlug, envSlug string) (tenant.Scope, error) {
+	cols := []string{"t.id AS t_id, t.slug AS t_slug, t.name AS t_name, t.created_at AS t_created, t.updated_at AS t_updated, m.role AS t_role"}
+	from := "FROM tenants t JOIN tenant_members m ON m.tenant_id = t.id AND m.user_id = ?"
+	args := []any{userID}
+	what := "tenant"
+	if projectSlug != "" {
+		what = "project"
+		cols = append(cols, "p.id AS p_id, p.slug AS p_slug, p.name AS p_name, p.created_at AS p_created, p.updated_at AS p_updated, COALESCE(pm.role, '') AS p_role")
+		from += ` JOIN projects p ON p.tenant_id = t.id AND p.slug = ?
+			LEFT JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = ?`
+		args = append(args, projectSlug, userID)
+		if envSlug != "" {
+			what = "environment"
+			cols = append(cols, `e.id AS e_id, e.slug AS e_slug, e.name AS e_name, e.protected AS e_protected,
+				e.created_at AS e_created, e.updated_at AS e_updated, COALESCE(ea.access, '') AS e_access,
+				k.id AS k_id, k.uses AS k_uses, k.created_at AS k_created`)
+			from += ` JOIN environments e ON e.project_id = p.id AND e.tenant_id = t.id AND e.slug = ?
+				JOIN data_keys k ON k.id = e.current_key_id AND k.environment_id = e.id
+				LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = ?`
+			args = append(args, envSlug, userID)
+		}
+	}
+	args = append(args, tenantSlug)
+	var rows []scopeRow
+	q := "SELECT " + strings.Join(cols, ", ") + " " + from + " WHERE t.slug = ? LIMIT 1"
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		return tenant.Scope{}, dbErr(err)
+	}
+	if len(rows) == 0 {
+		return tenant.Scope{}, notFound(what)
+	}
+	r := rows[0]
+	sc := tenant.Scope{
+		UserID: userID,
+		Tenant: tenant.Tenant{ID: r.TID, Slug: r.TSlug, Name: r.TName, CreatedAt: r.TCreated, UpdatedAt: r.TUpdated},
+		Role:   tenant.Role(r.TRole),
+	}
+	if projectSlug != "" {
+		sc.Project = &tenant.Project{ID: r.PID, TenantID: r.TID, Slug: r.PSlug, Name: r.PName, CreatedAt: r.PCreated, UpdatedAt: r.PUpdated}
+		sc.ProjectRole = tenant.ProjectRole(r.PRole)
+		if envSlug != "" {
+			sc.Environment = &tenant.Environment{
+				ID: r.EID, TenantID: r.TID, ProjectID: r.PID, Slug: r.ESlug, Name: r.EName, Protected: r.EProtected,
+				Key:       tenant.KeyInfo{ID: r.KID, Uses: r.KUses, CreatedAt: r.KCreated},
+				CreatedAt: r.ECreated, UpdatedAt: r.EUpdated,
+			}
+			sc.Override = tenant.Access(r.EAccess)
+		}
+	}
+	return sc, nil
+}
+
+// UpdateTenant implements tenant.Store.
+func (s *Store) UpdateTenant(ctx context.Context, t *tenant.Tenant, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?`, t.Name, t.UpdatedAt, t.ID)
+		if err := mustAffect(res, "tenant"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+func mustAffect(res *gorm.DB, what string) error {
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return notFound(what)
+	}
+	return nil
+}
+
+// DeleteTenant implements tenant.Store. A tenant with projects is refused so that deleting
+// it never takes secrets with it.
+func (s *Store) DeleteTenant(ctx context.Context, tenantID string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Raw(`SELECT COUNT(*) FROM projects WHERE tenant_id = ?`, tenantID).Scan(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return coffer.Errorf(coffer.ECONFLICT, "the tenant still has %d project(s); delete them first", n)
+		}
+		if err := mustAffect(tx.Exec(`DELETE FROM tenants WHERE id = ?`, tenantID), "tenant"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// ListMembers implements tenant.Store.
+func (s *Store) ListMembers(ctx context.Context, tenantID, after string, limit int) ([]tenant.Member, error) {
+	var rows []struct {
+		UserID, Email, Name, Role string
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT u.id AS user_id, u.email, u.name, m.role
+		FROM tenant_members m JOIN users u ON u.id = m.user_id
+		WHERE m.tenant_id = ? AND u.email > ? ORDER BY u.email LIMIT ?`, tenantID, after, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]tenant.Member, len(rows))
+	for i, r := range rows {
+		out[i] = tenant.Member{UserID: r.UserID, Email: r.Email, Name: r.Name, Role: tenant.Role(r.Role)}
+	}
+	return out, nil
+}
+
+func userIDByEmail(tx *gorm.DB, email string) (string, string, error) {
+	var rows []struct{ ID, Name string }
+	if err := tx.Raw(`SELECT id, name FROM users WHERE email = ?`, email).Scan(&rows).Error; err != nil {
+		return "", "", err
+	}
+	if len(rows) == 0 {
+		return "", "", coffer.Errorf(coffer.EINVALID, "no user has that e-mail address; an instance admin creates users first")
+	}
+	return rows[0].ID, rows[0].Name, nil
+}
+
+// countOwners counts a tenant's owners, locking them on Postgres so that two concurrent
+// removals cannot both see a second owner.
+func (s *Store) countOwners(tx *gorm.DB, tenantID string) (int, error) {
+	var ids []string
+	err := tx.Raw(`SELECT user_id FROM tenant_members WHERE tenant_id = ? AND role = 'owner'`+s.forUpdate(), tenantID).Scan(&ids).Error
+	return len(ids), err
+}
+
+func (s *Store) memberRole(tx *gorm.DB, tenantID, userID string) (tenant.Role, error) {
+	var roles []string
+	if err := tx.Raw(`SELECT role FROM tenant_members WHERE tenant_id = ? AND user_id = ?`+s.forUpdate(), tenantID, userID).Scan(&roles).Error; err != nil {
+		return "", err
+	}
+	if len(roles) == 0 {
+		return "", nil
+	}
+	return tenant.Role(roles[0]), nil
+}
+
+// AddMember implements tenant.Store.
+func (s *Store) AddMember(ctx context.Context, tenantID, email string, role tenant.Role, actorRole tenant.Role, e audit.Entry) (tenant.Member, error) {
+	var m tenant.Member
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		userID, name, err := userIDByEmail(tx, email)
+		if err != nil {
+			return err
+		}
+		current, err := s.memberRole(tx, tenantID, userID)
+		if err != nil {
+			return err
+		}
+		if err := tenant.CheckGrantRole(actorRole, current); current != "" && err != nil {
+			return err
+		}
+		if current == tenant.RoleOwner && role != tenant.RoleOwner {
+			if n, err := s.countOwners(tx, tenantID); err != nil {
+				return err
+			} else if n <= 1 {
+				return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
+			}
+		}
+		if current == "" {
+			err = tx.Create(&tenantMemberRow{TenantID: tenantID, UserID: userID, Role: string(role), CreatedAt: time.Now().UTC()}).Error
+		} else {
+			err = tx.Exec(`UPDATE tenant_members SET role = ? WHERE tenant_id = ? AND user_id = ?`, string(role), tenantID, userID).Error
+		}
+		if err != nil {
+			return err
+		}
+		m = tenant.Member{UserID: userID, Email: email, Name: name, Role: role}
+		e.TargetID = userID
+		if current != "" {
+			e.Metadata["previous_role"] = string(current)
+		}
+		return appendAudit(tx, e)
+	})
+	return m, err
+}
+
+// RemoveMember implements tenant.Store; project memberships in the tenant go with it.
+func (s *Store) RemoveMember(ctx context.Context, tenantID, userID string, actorRole tenant.Role, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		current, err := s.memberRole(tx, tenantID, userID)
+		if err != nil {
+			return err
+		}
+		if current == "" {
+			return notFound("member")
+		}
+		if current == tenant.RoleOwner {
+			if actorRole != tenant.RoleOwner {
+				return coffer.Errorf(coffer.EFORBIDDEN, "only owners grant or remove the owner role")
+			}
+			if n, err := s.countOwners(tx, tenantID); err != nil {
+				return err
+			} else if n <= 1 {
+				return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
+			}
+		}
+		if err := tx.Exec(`DELETE FROM environment_access WHERE user_id = ? AND project_id IN (SELECT id FROM projects WHERE tenant_id = ?)`, userID, tenantID).Error; err != nil {
+			return err
+		}
+		if err := tx.Exec(`DELETE FROM project_members WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).Error; err != nil {
+			return err
+		}
+		if err := tx.Exec(`DELETE FROM tenant_members WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).Error; err != nil {
+			return err
+		}
+		e.Metadata = map[string]any{"role": string(current)}
+		return appendAudit(tx, e)
+	})
+}
+
+func insertEnvironment(tx *gorm.DB, ne tenant.NewEnvironment) error {
+	env := ne.Environment
+	row := environmentRow{ID: env.ID, TenantID: env.TenantID, ProjectID: env.ProjectID, Slug: env.Slug, Name: env.Name,
+		Protected: env.Protected, CurrentKeyID: ne.Key.ID, CreatedAt: env.CreatedAt, UpdatedAt: env.UpdatedAt}
+	if err := tx.Create(&row).Error; err != nil {
+		return conflictAs(err, "an environment with slug %q already exists in this project", env.Slug)
+	}
+	return tx.Create(&dataKeyRow{ID: ne.Key.ID, TenantID: env.TenantID, EnvironmentID: env.ID, KEKID: ne.Key.KEKID,
+		WrappedKey: ne.Key.Wrapped, CreatedAt: ne.Key.CreatedAt}).Error
+}
+
+// CreateProject implements tenant.Store.
+func (s *Store) CreateProject(ctx context.Context, p *tenant.Project, envs []tenant.NewEnvironment, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&projectRow{ID: p.ID, TenantID: p.TenantID, Slug: p.Slug, Name: p.Name, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}).Error; err != nil {
+			return conflictAs(err, "a project with slug %q already exists in this tenant", p.Slug)
+		}
+		for _, ne := range envs {
+			if err := insertEnvironment(tx, ne); err != nil {
+				return err
+			}
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// ListProjects implements tenant.Store.
+func (s *Store) ListProjects(ctx context.Context, tenantID, userID string, memberOnly bool, after string, limit int) ([]tenant.Project, error) {
+	var rows []projectRow
+	q := s.db.WithContext(ctx).Table("projects p").Select("p.*").Where("p.tenant_id = ? AND p.slug > ?", tenantID, after)
+	if memberOnly {
+		q = q.Joins("JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = ?", userID)
+	}
+	if err := q.Order("p.slug").Limit(limit).Scan(&rows).Error; err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]tenant.Project, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
+// UpdateProject implements tenant.Store.
+func (s *Store) UpdateProject(ctx context.Context, p *tenant.Project, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE projects SET name = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`, p.Name, p.UpdatedAt, p.TenantID, p.ID)
+		if err := mustAffect(res, "project"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// DeleteProject implements tenant.Store; environments, keys and secrets cascade.
+func (s *Store) DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := mustAffect(tx.Exec(`DELETE FROM projects WHERE tenant_id = ? AND id = ?`, tenantID, projectID), "project"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// CreateEnvironment implements tenant.Store.
+func (s *Store) CreateEnvironment(ctx context.Context, ne tenant.NewEnvironment, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := insertEnvironment(tx, ne); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// ListEnvironments implements tenant.Store.
+func (s *Store) ListEnvironments(ctx context.Context, tenantID, projectID, userID, after string, limit int) ([]tenant.Environment, []tenant.Access, error) {
+	var rows []struct {
+		ID           string
+		TenantID     string
+		ProjectID    string
+		Slug         string
+		Name         string
+		Protected    bool
+		CurrentKeyID string
+		CreatedAt    time.Time
+		UpdatedAt    time.Time
+		KUses        int64     `gorm:"column:k_uses"`
+		KCreated     time.Time `gorm:"column:k_created"`
+		Access       string
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT e.*, k.uses AS k_uses, k.created_at AS k_created, COALESCE(ea.access, '') AS access
+		FROM environments e
+		JOIN data_keys k ON k.id = e.current_key_id
+		LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = ?
+		WHERE e.tenant_id = ? AND e.project_id = ? AND e.slug > ? ORDER BY e.slug LIMIT ?`,
+		userID, tenantID, projectID, after, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, nil, dbErr(err)
+	}
+	envs := make([]tenant.Environment, len(rows))
+	access := make([]tenant.Access, len(rows))
+	for i, r := range rows {
+		envs[i] = tenant.Environment{ID: r.ID, TenantID: r.TenantID, ProjectID: r.ProjectID, Slug: r.Slug, Name: r.Name,
+			Protected: r.Protected, Key: tenant.KeyInfo{ID: r.CurrentKeyID, Uses: r.KUses, CreatedAt: r.KCreated},
+			CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		access[i] = tenant.Access(r.Access)
+	}
+	return envs, access, nil
+}
+
+// UpdateEnvironment implements tenant.Store.
+func (s *Store) UpdateEnvironment(ctx context.Context, env *tenant.Environment, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec(`UPDATE environments SET name = ?, protected = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+			env.Name, env.Protected, env.UpdatedAt, env.TenantID, env.ID)
+		if err := mustAffect(res, "environment"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// DeleteEnvironment implements tenant.Store; keys and secrets cascade.
+func (s *Store) DeleteEnvironment(ctx context.Context, tenantID, envID string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := mustAffect(tx.Exec(`DELETE FROM environments WHERE tenant_id = ? AND id = ?`, tenantID, envID), "environment"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}
+
+// ListProjectMembers implements tenant.Store.
+func (s *Store) ListProjectMembers(ctx context.Context, tenantID, projectID, after string, limit int) ([]tenant.ProjectMember, error) {
+	db := s.db.WithContext(ctx)
+	var rows []struct{ UserID, Email, Name, Role string }
+	err := db.Raw(`SELECT u.id AS user_id, u.email, u.name, pm.role
+		FROM project_members pm JOIN users u ON u.id = pm.user_id
+		WHERE pm.tenant_id = ? AND pm.project_id = ? AND u.email > ? ORDER BY u.email LIMIT ?`,
+		tenantID, projectID, after, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	var overrides []struct{ UserID, Slug, Access string }
+	err = db.Raw(`SELECT ea.user_id, e.slug, ea.access FROM environment_access ea
+		JOIN environments e ON e.id = ea.environment_id
+		WHERE e.tenant_id = ? AND ea.project_id = ?`, tenantID, projectID).Scan(&overrides).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	byUser := map[string]map[string]tenant.Access{}
+	for _, o := range overrides {
+		if byUser[o.UserID] == nil {
+			byUser[o.UserID] = map[string]tenant.Access{}
+		}
+		byUser[o.UserID][o.Slug] = tenant.Access(o.Access)
+	}
+	out := make([]tenant.ProjectMember, len(rows))
+	for i, r := range rows {
+		out[i] = tenant.ProjectMember{UserID: r.UserID, Email: r.Email, Name: r.Name, Role: tenant.ProjectRole(r.Role), Environments: byUser[r.UserID]}
+	}
+	return out, nil
+}
+
+// PutProjectMember implements tenant.Store.
+func (s *Store) PutProjectMember(ctx context.Context, tenantID, projectID, email string, role tenant.ProjectRole, envs map[string]tenant.Access, e audit.Entry) (tenant.ProjectMember, error) {
+	var m tenant.ProjectMember
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		userID, name, err := userIDByEmail(tx, email)
+		if err != nil {
+			return err
+		}
+		if r, err := s.memberRole(tx, tenantID, userID); err != nil {
+			return err
+		} else if r == "" {
+			return coffer.Errorf(coffer.EINVALID, "the user must be a member of the tenant first")
+		}
+		now := time.Now().UTC()
+		res := tx.Exec(`UPDATE project_members SET role = ? WHERE project_id = ? AND user_id = ?`, string(role), projectID, userID)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			if err := tx.Exec(`INSERT INTO project_members (project_id, user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?, ?)`,
+				projectID, userID, tenantID, string(role), now).Error; err != nil {
+				return err
+			}
+		}
+		if err := tx.Exec(`DELETE FROM environment_access WHERE project_id = ? AND user_id = ?`, projectID, userID).Error; err != nil {
+			return err
+		}
+		for slug, access := range envs {
+			var ids []string
+			if err := tx.Raw(`SELECT id FROM environments WHERE tenant_id = ? AND project_id = ? AND slug = ?`, tenantID, projectID, slug).Scan(&ids).Error; err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return coffer.Errorf(coffer.EINVALID, "the project has no environment %q", slug)
+			}
+			if err := tx.Exec(`INSERT INTO environment_access (environment_id, user_id, project_id, access) VALUES (?, ?, ?, ?)`,
+				ids[0], userID, projectID, string(access)).Error; err != nil {
+				return err
+			}
+		}
+		m = tenant.ProjectMember{UserID: userID, Email: email, Name: name, Role: role, Environments: envs}
+		e.TargetID = userID
+		return appendAudit(tx, e)
+	})
+	return m, err
+}
+
+// RemoveProjectMember implements tenant.Store.
+func (s *Store) RemoveProjectMember(ctx context.Context, tenantID, projectID, userID string, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Exec(`DELETE FROM environment_access WHERE project_id = ? AND user_id = ?`, projectID, userID).Error; err != nil {
+			return err
+		}
+		res := tx.Exec(`DELETE FROM project_members WHERE tenant_id = ? AND project_id = ? AND user_id = ?`, tenantID, projectID, userID)
+		if err := mustAffect(res, "project member"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+}

@@ -1,0 +1,131 @@
+package tenant
+
+import (
+	"context"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+)
+
+// Scope is what a caller reached through a URL and where they stand there. It is resolved
+// from slugs in one query that also proves the caller is a member of the tenant; Project and
+// Environment are nil at the levels above them.
+type Scope struct {
+	UserID      string
+	Tenant      Tenant
+	Role        Role
+	Project     *Project
+	ProjectRole ProjectRole
+	Environment *Environment
+	Override    Access // per-environment override, or ""
+}
+
+// Membership returns the caller's roles in the scope's project.
+func (s Scope) Membership() Membership {
+	return Membership{TenantRole: s.Role, ProjectRole: s.ProjectRole}
+}
+
+// Level returns the caller's access to the scope's environment.
+func (s Scope) Level() Level {
+	if s.Environment == nil {
+		return LevelNone
+	}
+	return s.Membership().EnvironmentLevel(s.Environment.Protected, s.Override)
+}
+
+// Path names the scope for audit targets, e.g. "acme/web/production".
+func (s Scope) Path() string {
+	p := s.Tenant.Slug
+	if s.Project != nil {
+		p += "/" + s.Project.Slug
+	}
+	if s.Environment != nil {
+		p += "/" + s.Environment.Slug
+	}
+	return p
+}
+
+// Member is a user's membership of a tenant.
+type Member struct {
+	UserID string
+	Email  string
+	Name   string
+	Role   Role
+}
+
+// ProjectMember is a user's membership of a project, with per-environment overrides keyed by
+// environment slug.
+type ProjectMember struct {
+	UserID       string
+	Email        string
+	Name         string
+	Role         ProjectRole
+	Environments map[string]Access
+}
+
+// Membered is a tenant with the caller's role in it, as listed.
+type Membered struct {
+	Tenant
+	Role Role
+}
+
+// NewEnvironment is an environment to create together with its first data key.
+type NewEnvironment struct {
+	Environment Environment
+	Key         WrappedKey
+}
+
+// Store persists tenants and everything under them. Every method that changes data appends
+// the given audit entries in the same transaction and fails if they cannot be written. Every
+// query is scoped by tenant.
+type Store interface {
+	CreateTenant(ctx context.Context, t *Tenant, ownerID string, e audit.Entry) error
+	ListTenants(ctx context.Context, userID, after string, limit int) ([]Membered, error)
+	// Resolve loads the scope named by slugs for userID; empty slugs stop at the level above.
+	// A tenant the user is not a member of is ENOTFOUND, exactly like a missing one.
+	Resolve(ctx context.Context, userID, tenantSlug, projectSlug, envSlug string) (Scope, error)
+	UpdateTenant(ctx context.Context, t *Tenant, e audit.Entry) error
+	DeleteTenant(ctx context.Context, tenantID string, e audit.Entry) error
+
+	ListMembers(ctx context.Context, tenantID, after string, limit int) ([]Member, error)
+	// AddMember adds or changes the member with the given e-mail address.
+	AddMember(ctx context.Context, tenantID, email string, role Role, actorRole Role, e audit.Entry) (Member, error)
+	RemoveMember(ctx context.Context, tenantID, userID string, actorRole Role, e audit.Entry) error
+
+	CreateProject(ctx context.Context, p *Project, envs []NewEnvironment, e audit.Entry) error
+	// ListProjects lists the projects of a tenant; with memberOnly, only those userID is a
+	// member of.
+	ListProjects(ctx context.Context, tenantID, userID string, memberOnly bool, after string, limit int) ([]Project, error)
+	UpdateProject(ctx context.Context, p *Project, e audit.Entry) error
+	DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) error
+
+	CreateEnvironment(ctx context.Context, env NewEnvironment, e audit.Entry) error
+	// ListEnvironments returns a project's environments with userID's override on each.
+	ListEnvironments(ctx context.Context, tenantID, projectID, userID, after string, limit int) ([]Environment, []Access, error)
+	UpdateEnvironment(ctx context.Context, env *Environment, e audit.Entry) error
+	DeleteEnvironment(ctx context.Context, tenantID, envID string, e audit.Entry) error
+
+	ListProjectMembers(ctx context.Context, tenantID, projectID, after string, limit int) ([]ProjectMember, error)
+	// PutProjectMember sets a member's role and replaces their overrides; the user must be
+	// a member of the tenant.
+	PutProjectMember(ctx context.Context, tenantID, projectID, email string, role ProjectRole, envs map[string]Access, e audit.Entry) (ProjectMember, error)
+	RemoveProjectMember(ctx context.Context, tenantID, projectID, userID string, e audit.Entry) error
+}
+
+// KeyMaker creates the first data key of a new environment, wrapped for storage.
+type KeyMaker interface {
+	NewEnvironmentKey(ctx context.Context, tenantID, projectID, envID string) (WrappedKey, error)
+}
+
+// Service applies the tenancy rules on top of a Store.
+type Service struct {
+	store Store
+	keys  KeyMaker
+	pub   coffer.Publisher
+	newID func() string
+}
+
+// NewService returns a Service. newID generates object ids.
+func NewService(store Store, keys KeyMaker, pub coffer.Publisher, newID func() string) *Service {
+	return &Service{store: store, keys: keys, pub: pub, newID: newID}
+}
