@@ -8,6 +8,8 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/cofferhq/coffer"
+
 	"github.com/cofferhq/coffer/internal/audit"
 )
 
@@ -54,7 +56,11 @@ func appendAudit(tx *gorm.DB, entries ...audit.Entry) error {
 	if err != nil {
 		return err
 	}
-	return tx.Create(&rows).Error
+	if err := tx.Create(&rows).Error; err != nil {
+		// Fail closed, and say why: the change is refused because it could not be recorded.
+		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the audit log could not record this change, so it was not made")
+	}
+	return nil
 }
 
 // AppendAudit implements audit.Appender: one transaction, one multi-row insert, so a batch

@@ -228,6 +228,12 @@ func dbErr(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the request was cancelled")
 	}
+	// A failed connection attempt is unavailability whatever the server said (database
+	// shutting down, not accepting connections, too many clients).
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the database is unavailable")
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
@@ -252,8 +258,7 @@ func dbErr(err error) error {
 		return coffer.Wrap(coffer.EINTERNAL, err, "internal error")
 	}
 	var netErr net.Error
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, driver.ErrBadConn) ||
+	if errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(err.Error(), "sql: database is closed") || strings.Contains(err.Error(), "conn closed") {
 		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the database is unavailable")

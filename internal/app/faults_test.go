@@ -1,0 +1,251 @@
+package app_test
+
+import (
+	"database/sql"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// TestReadIsOneQueryAndOneUnwrap counts the statements an audited read of a whole environment
+// runs on a replica whose key cache is cold: the same handful whether the environment holds
+// ten secrets or a hundred, with the data key loaded once and then cached.
+func TestReadIsOneQueryAndOneUnwrap(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		write := func(env string, n int) {
+			var list []map[string]any
+			for i := range n {
+				list = append(list, map[string]any{"name": "S_" + itoa(i), "value": "value-" + itoa(i)})
+			}
+			s.must(200, "PATCH", envPath+env+"/secrets", s.owner, map[string]any{"secrets": list})
+		}
+		write("development", 10)
+		write("staging", 100)
+
+		// A second replica on the same database: nothing cached yet.
+		r := startOn(t, s.dialect, s.dbURL, s.dataDir, map[string]string{"COFFER_BOOTSTRAP_TOKEN": ""})
+		r.owner = s.owner
+		read := func(env string, want int) []string {
+			t.Helper()
+			r.queries.record()
+			items := r.must(200, "GET", envPath+env+"/secrets?include=values&limit=1000", r.owner, nil).items()
+			q := r.queries.stop()
+			if len(items) != want || items[want-1]["value"] == nil {
+				t.Fatalf("%s: %d items, want %d with values", env, len(items), want)
+			}
+			return q
+		}
+		count := func(qs []string, substr string) int {
+			n := 0
+			for _, q := range qs {
+				if strings.Contains(q, substr) {
+					n++
+				}
+			}
+			return n
+		}
+		first := read("staging", 100)
+		if n := count(first, "FROM data_keys"); n != 1 {
+			t.Errorf("cold read loaded the data key %d times, want 1:\n%s", n, strings.Join(first, "\n"))
+		}
+		if n := count(first, "FROM secrets s"); n != 1 {
+			t.Errorf("cold read ran %d secret queries, want 1", n)
+		}
+		warm := read("staging", 100)
+		if n := count(warm, "FROM data_keys"); n != 0 {
+			t.Errorf("warm read loaded the data key %d times, want 0 (cached)", n)
+		}
+		small := read("development", 10)
+		// Warm reads: authenticate, resolve the scope, read the secrets, append the audit
+		// entry. The small environment's first read also loads its key once.
+		if len(warm) != 4 || len(small) != len(warm)+1 {
+			t.Errorf("statements per read: 100 secrets warm %d, 10 secrets cold %d; want 4 and 5:\nwarm:\n%s\nsmall:\n%s",
+				len(warm), len(small), strings.Join(warm, "\n"), strings.Join(small, "\n"))
+		}
+		if n := count(warm, "audit_entries"); n != 1 {
+			t.Errorf("warm read wrote %d audit statements, want 1", n)
+		}
+	})
+}
+
+// blockAudit makes every audit insert fail, as a full disk or a broken table would.
+func blockAudit(t *testing.T, s *server, db *sql.DB) (unblock func()) {
+	t.Helper()
+	stmts := []string{`CREATE TRIGGER audit_block BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit blocked by test'); END`}
+	undo := []string{`DROP TRIGGER audit_block`}
+	if s.dialect == "postgres" {
+		stmts = []string{
+			`CREATE FUNCTION audit_block() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit blocked by test'; END; $$`,
+			`CREATE TRIGGER audit_block BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION audit_block()`,
+		}
+		undo = []string{`DROP TRIGGER audit_block ON audit_entries`, `DROP FUNCTION audit_block()`}
+	}
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("block audit: %v", err)
+		}
+	}
+	return func() {
+		for _, q := range undo {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("unblock audit: %v", err)
+			}
+		}
+	}
+}
+
+func TestAuditFailureFailsClosed(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		p := envPath + "development/secrets/"
+		s.must(http.StatusCreated, "PUT", p+"TOKEN", s.owner, map[string]string{"value": "v1-value"})
+		unblock := blockAudit(t, s, s.rawDB())
+
+		for _, c := range []struct {
+			method, path string
+			body         any
+		}{
+			{"PUT", p + "TOKEN", map[string]string{"value": "v2-value"}},
+			{"PUT", p + "NEW", map[string]string{"value": "new-value"}},
+			{"DELETE", p + "TOKEN", nil},
+			{"GET", p + "TOKEN", nil},
+			{"GET", envPath + "development/secrets?include=values", nil},
+			{"POST", "/api/v1/tenants/default/projects", map[string]string{"slug": "other", "name": "Other"}},
+		} {
+			r := s.call(c.method, c.path, s.owner, c.body)
+			if r.status != http.StatusServiceUnavailable || r.errCode() != "unavailable" || !strings.Contains(r.body["error"].(map[string]any)["message"].(string), "audit") {
+				t.Errorf("%s %s with audit down: %d %s, want 503 naming the audit log", c.method, c.path, r.status, r.raw)
+			}
+			if strings.Contains(string(r.raw), "-value") {
+				t.Errorf("%s %s with audit down leaked a value: %s", c.method, c.path, r.raw)
+			}
+		}
+		unblock()
+		got := s.must(200, "GET", p+"TOKEN", s.owner, nil)
+		if got.body["value"] != "v1-value" || got.body["version"] != float64(1) {
+			t.Fatalf("a refused change took effect: %s", got.raw)
+		}
+		s.must(404, "GET", p+"NEW", s.owner, nil)
+		s.must(404, "GET", "/api/v1/tenants/default/projects/other", s.owner, nil)
+	})
+}
+
+func TestDatabaseDownAnswers503AndRecovers(t *testing.T) {
+	s := start(t, "postgres", nil)
+	s.withProject()
+	s.must(http.StatusCreated, "PUT", envPath+"development/secrets/K", s.owner, map[string]string{"value": "v"})
+
+	admin, err := sql.Open("pgx", storetest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := s.dbURL[strings.LastIndex(s.dbURL, "/")+1:]
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		name = name[:i]
+	}
+	setConnections := func(allow bool) {
+		t.Helper()
+		q := "ALTER DATABASE " + name + " ALLOW_CONNECTIONS " + map[bool]string{true: "true", false: "false"}[allow]
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+		if !allow {
+			if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setConnections(false)
+	t.Cleanup(func() { _, _ = admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true") })
+
+	// The pool may hold a connection that only now learns it was terminated; every answer
+	// must still be a clean 503, never a hang or a 500.
+	for i := range 3 {
+		r := s.call("GET", envPath+"development/secrets/K", s.owner, nil)
+		if r.status != http.StatusServiceUnavailable || r.errCode() != "unavailable" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("request %d with the database down: %d %s\nlog:\n%s", i, r.status, r.raw, s.logs.String())
+		}
+	}
+	if r := s.call("GET", "/readyz", "", nil); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with the database down: %d %s", r.status, r.raw)
+	}
+	s.must(200, "GET", "/healthz", "", nil)
+
+	setConnections(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := s.call("GET", envPath+"development/secrets/K", s.owner, nil)
+		if r.status == 200 && r.body["value"] == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("did not recover: %d %s", r.status, r.raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.must(200, "GET", "/readyz", "", nil)
+}
+
+func TestSetupLinkCreatesOwnerOnce(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			s := start(t, d, map[string]string{"COFFER_BOOTSTRAP_TOKEN": ""})
+			out := s.stdout.String()
+			i := strings.Index(out, "/setup?code=")
+			if i < 0 {
+				t.Fatalf("no setup link printed: %q", out)
+			}
+			code := strings.Fields(out[i+len("/setup?code="):])[0]
+			if strings.Contains(s.logs.String(), code) {
+				t.Error("the setup code is in the structured log")
+			}
+			s.must(404, "GET", "/setup?code=wrong", "", nil)
+			form := s.must(200, "GET", "/setup?code="+code, "", nil)
+			if !strings.Contains(string(form.raw), "<form") || form.header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("setup form: %s", form.raw)
+			}
+			req := map[string]string{"code": code, "email": "Owner@Example.com", "name": "Owner", "tenant_slug": "acme", "tenant_name": "Acme"}
+			bad := map[string]string{"code": code, "email": "not-an-email", "name": "Owner", "tenant_slug": "acme", "tenant_name": "Acme"}
+			s.must(422, "POST", "/setup", "", bad)
+			r := s.must(http.StatusCreated, "POST", "/setup", "", req)
+			tok, _ := r.body["token"].(string)
+			me := s.must(200, "GET", "/api/v1/me", tok, nil)
+			if u := me.body["user"].(map[string]any); u["email"] != "owner@example.com" || u["instance_admin"] != true {
+				t.Fatalf("me = %s", me.raw)
+			}
+			if ts := s.must(200, "GET", "/api/v1/tenants", tok, nil).items(); len(ts) != 1 || ts[0]["slug"] != "acme" || ts[0]["role"] != "owner" {
+				t.Fatalf("tenants = %v", ts)
+			}
+			// Spent: the same code no longer works, and a restart prints no new link.
+			s.must(404, "POST", "/setup", "", req)
+			again := startOn(t, d, s.dbURL, s.dataDir, map[string]string{"COFFER_BOOTSTRAP_TOKEN": ""})
+			if strings.Contains(again.stdout.String(), "/setup?code=") {
+				t.Fatal("a set-up instance printed a setup link")
+			}
+			if strings.Contains(s.logs.String(), tok) {
+				t.Error("the owner's token is in the log")
+			}
+		})
+	}
+}
+
+func TestBootstrapTokenShape(t *testing.T) {
+	for _, tok := range []string{"cfr_pat_short", "cfr_svc_" + strings.Repeat("a", 40), "cfr_pat_" + strings.Repeat("a", 129), "cfr_pat_" + strings.Repeat("a", 31) + "!", "x"} {
+		_, dir := storetest.Database(t, "sqlite")
+		cfg := map[string]string{"COFFER_LISTEN": "127.0.0.1:0", "COFFER_DATA_DIR": dir, "COFFER_BOOTSTRAP_TOKEN": tok}
+		if err := tryStart(cfg); err == nil || strings.Contains(err.Error(), tok) {
+			t.Errorf("bootstrap token %q: err = %v, want a refusal that does not echo the token", tok, err)
+		}
+	}
+	ok := "cfr_pat_" + strings.Repeat("A1_-", 8)
+	_, dir := storetest.Database(t, "sqlite")
+	if err := tryStart(map[string]string{"COFFER_LISTEN": "127.0.0.1:0", "COFFER_DATA_DIR": dir, "COFFER_BOOTSTRAP_TOKEN": ok}); err != nil {
+		t.Fatalf("a 32-character token was refused: %v", err)
+	}
+}
+
