@@ -248,4 +248,3 @@ func TestBootstrapTokenShape(t *testing.T) {
 		t.Fatalf("a 32-character token was refused: %v", err)
 	}
 }
-

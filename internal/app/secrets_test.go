@@ -239,11 +239,11 @@ func TestMovedCiphertextFailsToDecrypt(t *testing.T) {
 		a1, a2, b1, c1 := ct("development", "A", 1), ct("development", "A", 2), ct("development", "B", 1), ct("staging", "C", 1)
 
 		cases := []struct {
-			name                string
-			env, secret         string
-			version             int
-			from                []byte
-			restore             []byte
+			name        string
+			env, secret string
+			version     int
+			from        []byte
+			restore     []byte
 		}{
 			{"another row", "development", "B", 1, a1, b1},
 			{"another version", "development", "A", 2, a1, a2},

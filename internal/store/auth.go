@@ -50,37 +50,28 @@ func newTokenRow(t auth.Token, hash string) *tokenRow {
 
 // TokenByHash implements auth.Store in one query with the token's user.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (auth.TokenRecord, error) {
-	var rows []struct {
-		ID             string
-		UserID         string
-		Name           string
-		TokenHash      string
-		DisplayPrefix  string
-		ExpiresAt      *time.Time
-		LastUsedAt     *time.Time
-		RevokedAt      *time.Time
-		CreatedAt      time.Time
-		UEmail         string    `gorm:"column:u_email"`
-		UName          string    `gorm:"column:u_name"`
-		UInstanceAdmin bool      `gorm:"column:u_instance_admin"`
-		UCreatedAt     time.Time `gorm:"column:u_created_at"`
-	}
-	err := s.db.WithContext(ctx).Raw(`SELECT t.*, u.email AS u_email, u.name AS u_name,
-		u.instance_admin AS u_instance_admin, u.created_at AS u_created_at
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hash).Scan(&rows).Error
+	// Every request runs this: scan by hand, without gorm's reflection.
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT t.id, t.user_id, t.name, t.token_hash, t.display_prefix, t.expires_at,
+		t.last_used_at, t.revoked_at, t.created_at, u.email, u.name, u.instance_admin, u.created_at
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hash).Rows()
 	if err != nil {
 		return auth.TokenRecord{}, dbErr(err)
 	}
-	if len(rows) == 0 {
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return auth.TokenRecord{}, dbErr(err)
+		}
 		return auth.TokenRecord{}, notFound("token")
 	}
-	r := rows[0]
-	return auth.TokenRecord{
-		Token: tokenRow{ID: r.ID, UserID: r.UserID, Name: r.Name, DisplayPrefix: r.DisplayPrefix, ExpiresAt: r.ExpiresAt,
-			LastUsedAt: r.LastUsedAt, CreatedAt: r.CreatedAt}.domain(),
-		Hash: r.TokenHash, RevokedAt: r.RevokedAt,
-		User: auth.User{ID: r.UserID, Email: r.UEmail, Name: r.UName, InstanceAdmin: r.UInstanceAdmin, CreatedAt: r.UCreatedAt},
-	}, nil
+	var rec auth.TokenRecord
+	t, u := &rec.Token, &rec.User
+	if err := rows.Scan(&t.ID, &t.UserID, &t.Name, &rec.Hash, &t.DisplayPrefix, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt,
+		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt); err != nil {
+		return auth.TokenRecord{}, dbErr(err)
+	}
+	u.ID = t.UserID
+	return rec, nil
 }
 
 // TouchToken implements auth.Store.

@@ -121,49 +121,52 @@ func (s *Store) ListTenants(ctx context.Context, userID, after string, limit int
 }
 
 type scopeRow struct {
-	TID        string    `gorm:"column:t_id"`
-	TSlug      string    `gorm:"column:t_slug"`
-	TName      string    `gorm:"column:t_name"`
-	TCreated   time.Time `gorm:"column:t_created"`
-	TUpdated   time.Time `gorm:"column:t_updated"`
-	TRole      string    `gorm:"column:t_role"`
-	PID        string    `gorm:"column:p_id"`
-	PSlug      string    `gorm:"column:p_slug"`
-	PName      string    `gorm:"column:p_name"`
-	PCreated   time.Time `gorm:"column:p_created"`
-	PUpdated   time.Time `gorm:"column:p_updated"`
-	PRole      string    `gorm:"column:p_role"`
-	EID        string    `gorm:"column:e_id"`
-	ESlug      string    `gorm:"column:e_slug"`
-	EName      string    `gorm:"column:e_name"`
-	EProtected bool      `gorm:"column:e_protected"`
-	ECreated   time.Time `gorm:"column:e_created"`
-	EUpdated   time.Time `gorm:"column:e_updated"`
-	EAccess    string    `gorm:"column:e_access"`
-	KID        string    `gorm:"column:k_id"`
-	KUses      int64     `gorm:"column:k_uses"`
-	KCreated   time.Time `gorm:"column:k_created"`
+	TID        string
+	TSlug      string
+	TName      string
+	TCreated   time.Time
+	TUpdated   time.Time
+	TRole      string
+	PID        string
+	PSlug      string
+	PName      string
+	PCreated   time.Time
+	PUpdated   time.Time
+	PRole      string
+	EID        string
+	ESlug      string
+	EName      string
+	EProtected bool
+	ECreated   time.Time
+	EUpdated   time.Time
+	EAccess    string
+	KID        string
+	KUses      int64
+	KCreated   time.Time
 }
 
 // Resolve implements tenant.Store in one query: the tenant joined to the caller's membership
 // (so a non-member gets nothing), and below it the project and environment by slug with the
 // caller's project role and override.
 func (s *Store) Resolve(ctx context.Context, userID, tenantSlug, projectSlug, envSlug string) (tenant.Scope, error) {
-	cols := []string{"t.id AS t_id, t.slug AS t_slug, t.name AS t_name, t.created_at AS t_created, t.updated_at AS t_updated, m.role AS t_role"}
+	var r scopeRow
+	cols := []string{"t.id, t.slug, t.name, t.created_at, t.updated_at, m.role"}
+	dst := []any{&r.TID, &r.TSlug, &r.TName, &r.TCreated, &r.TUpdated, &r.TRole}
 	from := "FROM tenants t JOIN tenant_members m ON m.tenant_id = t.id AND m.user_id = ?"
 	args := []any{userID}
 	what := "tenant"
 	if projectSlug != "" {
 		what = "project"
-		cols = append(cols, "p.id AS p_id, p.slug AS p_slug, p.name AS p_name, p.created_at AS p_created, p.updated_at AS p_updated, COALESCE(pm.role, '') AS p_role")
+		cols = append(cols, "p.id, p.slug, p.name, p.created_at, p.updated_at, COALESCE(pm.role, '')")
+		dst = append(dst, &r.PID, &r.PSlug, &r.PName, &r.PCreated, &r.PUpdated, &r.PRole)
 		from += ` JOIN projects p ON p.tenant_id = t.id AND p.slug = ?
 			LEFT JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = ?`
 		args = append(args, projectSlug, userID)
 		if envSlug != "" {
 			what = "environment"
-			cols = append(cols, `e.id AS e_id, e.slug AS e_slug, e.name AS e_name, e.protected AS e_protected,
-				e.created_at AS e_created, e.updated_at AS e_updated, COALESCE(ea.access, '') AS e_access,
-				k.id AS k_id, k.uses AS k_uses, k.created_at AS k_created`)
+			cols = append(cols, `e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at,
+				COALESCE(ea.access, ''), k.id, k.uses, k.created_at`)
+			dst = append(dst, &r.EID, &r.ESlug, &r.EName, &r.EProtected, &r.ECreated, &r.EUpdated, &r.EAccess, &r.KID, &r.KUses, &r.KCreated)
 			from += ` JOIN environments e ON e.project_id = p.id AND e.tenant_id = t.id AND e.slug = ?
 				JOIN data_keys k ON k.id = e.current_key_id AND k.environment_id = e.id
 				LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = ?`
@@ -171,15 +174,22 @@ func (s *Store) Resolve(ctx context.Context, userID, tenantSlug, projectSlug, en
 		}
 	}
 	args = append(args, tenantSlug)
-	var rows []scopeRow
+	// Every request runs this: scan by hand, without gorm's reflection.
 	q := "SELECT " + strings.Join(cols, ", ") + " " + from + " WHERE t.slug = ? LIMIT 1"
-	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+	rows, err := s.db.WithContext(ctx).Raw(q, args...).Rows()
+	if err != nil {
 		return tenant.Scope{}, dbErr(err)
 	}
-	if len(rows) == 0 {
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return tenant.Scope{}, dbErr(err)
+		}
 		return tenant.Scope{}, notFound(what)
 	}
-	r := rows[0]
+	if err := rows.Scan(dst...); err != nil {
+		return tenant.Scope{}, dbErr(err)
+	}
 	sc := tenant.Scope{
 		UserID: userID,
 		Tenant: tenant.Tenant{ID: r.TID, Slug: r.TSlug, Name: r.TName, CreatedAt: r.TCreated, UpdatedAt: r.TUpdated},
