@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/cofferhq/coffer"
@@ -194,4 +195,13 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	a.log.Info("coffer stopped")
 	return err
+}
+
+// TuneRuntime sets the garbage collector for a server whose live heap is small but whose
+// requests allocate quickly: collecting at 4x the live heap instead of 2x halves GC work for
+// a few more megabytes. An explicit GOGC in the environment wins.
+func TuneRuntime() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }

@@ -263,8 +263,11 @@ func TestMovedCiphertextFailsToDecrypt(t *testing.T) {
 				t.Errorf("%s: restored ciphertext does not open: %s", c.name, r.raw)
 			}
 		}
-		// A listing with one moved value fails as a whole rather than skip it silently.
-		put("development", "B", 1, a1)
+		// The secret rows carry their latest ciphertext for listing: moving one there fails
+		// the listing as a whole rather than skip the value silently.
+		if _, err := db.Exec(s.q(`UPDATE secrets SET ciphertext = ? WHERE name = ?`), a2, "B"); err != nil {
+			t.Fatal(err)
+		}
 		if r := s.call("GET", envPath+"development/secrets?include=values", s.owner, nil); r.status != 500 {
 			t.Errorf("list with a moved value: %d %s", r.status, r.raw)
 		}

@@ -75,6 +75,13 @@ func (a Actor) New(action, tenantID, targetType, targetID, target string, meta m
 	}
 }
 
+// Revealed names one secret version whose value a reveal returned; reveal entries list them
+// in the order they were returned.
+type Revealed struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+}
+
 // Appender durably appends entries, all or none. The store implements it.
 type Appender interface {
 	AppendAudit(ctx context.Context, entries []Entry) error

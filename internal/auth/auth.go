@@ -49,6 +49,10 @@ type TokenRecord struct {
 type Store interface {
 	// TokenByHash returns the token with that hash and its user; ENOTFOUND if none.
 	TokenByHash(ctx context.Context, hash string) (TokenRecord, error)
+	// TokenScope is TokenByHash and the scope the slugs name for the token's user, in one
+	// query. A missing token is ENOTFOUND with an empty record; a missing (or invisible
+	// because not a member) tenant, project or environment is ENOTFOUND with the record set.
+	TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string) (TokenRecord, tenant.Scope, error)
 	// TouchToken records a use; callers throttle it.
 	TouchToken(ctx context.Context, tokenID string, at time.Time) error
 	CreateToken(ctx context.Context, t Token, hash string, e audit.Entry) error

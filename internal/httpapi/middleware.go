@@ -18,6 +18,7 @@ import (
 const (
 	ctxRequestID = "coffer.request_id"
 	ctxPrincipal = "coffer.principal"
+	ctxScope     = "coffer.scope"
 )
 
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
@@ -94,25 +95,63 @@ func (s *Server) recoverPanic(c *gin.Context) {
 
 // authenticate requires a valid bearer token.
 func (s *Server) authenticate(c *gin.Context) {
-	tok, ok := auth.ParseBearer(c.GetHeader("Authorization"))
+	tok, ok := s.bearer(c)
 	if !ok {
-		s.fail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "send a personal access token: Authorization: Bearer cfr_pat_…"))
-		return
-	}
-	if !s.authLimiter.allow(c.ClientIP()) {
-		s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many failed authentications from this address; wait a minute"))
 		return
 	}
 	p, err := s.auth.Authenticate(c.Request.Context(), tok)
+	if !s.authenticated(c, p, err) {
+		return
+	}
+	c.Next()
+}
+
+// authorizeScope requires a valid bearer token and resolves, in the same query, the tenant,
+// project and environment the URL names. A scope the caller cannot see answers 404 to an
+// authenticated caller only: a bad token is always 401 first.
+func (s *Server) authorizeScope(c *gin.Context) {
+	tok, ok := s.bearer(c)
+	if !ok {
+		return
+	}
+	p, sc, err := s.auth.AuthorizeScope(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
+	if p.User.ID == "" && !s.authenticated(c, p, err) {
+		return
+	}
+	c.Set(ctxPrincipal, p)
 	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Set(ctxScope, sc)
+	c.Next()
+}
+
+func (s *Server) bearer(c *gin.Context) (string, bool) {
+	tok, ok := auth.ParseBearer(c.GetHeader("Authorization"))
+	if !ok {
+		s.fail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "send a personal access token: Authorization: Bearer cfr_pat_…"))
+		return "", false
+	}
+	if !s.authLimiter.allow(c.ClientIP()) {
+		s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many failed authentications from this address; wait a minute"))
+		return "", false
+	}
+	return tok, true
+}
+
+// authenticated records the principal, or answers the failure and counts it against the
+// caller's address.
+func (s *Server) authenticated(c *gin.Context, p auth.Principal, err error) bool {
+	if err != nil && p.User.ID == "" {
 		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
 			s.authLimiter.failed(c.ClientIP())
 		}
 		s.fail(c, err)
-		return
+		return false
 	}
 	c.Set(ctxPrincipal, p)
-	c.Next()
+	return true
 }
 
 func principal(c *gin.Context) auth.Principal {

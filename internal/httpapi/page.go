@@ -55,10 +55,12 @@ func respondPage[D any, T any](c *gin.Context, p page, items []D, key func(D) st
 	out := listBody[T]{Items: make([]T, 0, min(len(items), p.limit))}
 	if len(items) > p.limit {
 		items = items[:p.limit]
-		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(key(items[len(items)-1])))
+		out.NextCursor = encodeCursor(key(items[len(items)-1]))
 	}
 	for _, it := range items {
 		out.Items = append(out.Items, view(it))
 	}
 	c.JSON(http.StatusOK, out)
 }
+
+func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }

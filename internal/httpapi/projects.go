@@ -12,10 +12,7 @@ import (
 var normalizeEmail = auth.NormalizeEmail
 
 func (s *Server) listProjects(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	p, err := parsePage(c)
 	if err != nil {
 		s.fail(c, err)
@@ -36,10 +33,7 @@ type createReq struct {
 }
 
 func (s *Server) createProject(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req struct {
 		Slug string `json:"slug"`
 		Name string `json:"name"`
@@ -57,18 +51,12 @@ func (s *Server) createProject(c *gin.Context) {
 }
 
 func (s *Server) getProject(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	c.JSON(http.StatusOK, viewProject(*sc.Project))
 }
 
 func (s *Server) updateProject(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req nameReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -83,10 +71,7 @@ func (s *Server) updateProject(c *gin.Context) {
 }
 
 func (s *Server) deleteProject(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	if err := s.tenants.DeleteProject(c.Request.Context(), actor(c), sc); err != nil {
 		s.fail(c, err)
 		return
@@ -95,10 +80,7 @@ func (s *Server) deleteProject(c *gin.Context) {
 }
 
 func (s *Server) listProjectMembers(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	p, err := parsePage(c)
 	if err != nil {
 		s.fail(c, err)
@@ -119,10 +101,7 @@ type projectMemberReq struct {
 }
 
 func (s *Server) putProjectMember(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req projectMemberReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -142,10 +121,7 @@ func (s *Server) putProjectMember(c *gin.Context) {
 }
 
 func (s *Server) removeProjectMember(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	if err := s.tenants.RemoveProjectMember(c.Request.Context(), actor(c), sc, c.Param("user")); err != nil {
 		s.fail(c, err)
 		return
@@ -154,10 +130,7 @@ func (s *Server) removeProjectMember(c *gin.Context) {
 }
 
 func (s *Server) listEnvironments(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	p, err := parsePage(c)
 	if err != nil {
 		s.fail(c, err)
@@ -181,10 +154,7 @@ func (s *Server) listEnvironments(c *gin.Context) {
 }
 
 func (s *Server) createEnvironment(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req createReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -199,10 +169,7 @@ func (s *Server) createEnvironment(c *gin.Context) {
 }
 
 func (s *Server) getEnvironment(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	c.JSON(http.StatusOK, viewEnvironment(*sc.Environment, sc.Level()))
 }
 
@@ -212,10 +179,7 @@ type updateEnvironmentReq struct {
 }
 
 func (s *Server) updateEnvironment(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req updateEnvironmentReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -230,10 +194,7 @@ func (s *Server) updateEnvironment(c *gin.Context) {
 }
 
 func (s *Server) deleteEnvironment(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	if err := s.tenants.DeleteEnvironment(c.Request.Context(), actor(c), sc); err != nil {
 		s.fail(c, err)
 		return

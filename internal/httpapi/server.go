@@ -112,8 +112,9 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/tenants", s.listTenants)
 	v1.POST("/tenants", s.createTenant)
 
-	// Tenant members: the scope resolver answers 404 to anyone else.
-	t := v1.Group("/tenants/:tenant")
+	// Tenant members: the token and the tenant, project and environment of the URL are
+	// resolved together, and anyone who is not a member gets 404.
+	t := r.Group("/api/v1/tenants/:tenant", s.authorizeScope)
 	t.GET("", s.getTenant)
 	t.PATCH("", s.updateTenant)
 	t.DELETE("", s.deleteTenant)

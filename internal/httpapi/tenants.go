@@ -8,15 +8,10 @@ import (
 	"github.com/cofferhq/coffer/internal/tenant"
 )
 
-// scope resolves the tenant, project and environment the URL names for the caller; anything
-// the caller cannot see is not found.
-func (s *Server) scope(c *gin.Context) (tenant.Scope, bool) {
-	sc, err := s.tenants.Resolve(c.Request.Context(), principal(c).User.ID, c.Param("tenant"), c.Param("project"), c.Param("env"))
-	if err != nil {
-		s.fail(c, err)
-		return tenant.Scope{}, false
-	}
-	return sc, true
+// scope returns the tenant, project and environment the URL names, resolved for the caller
+// by authorizeScope before the handler runs.
+func (s *Server) scope(c *gin.Context) tenant.Scope {
+	return c.MustGet(ctxScope).(tenant.Scope)
 }
 
 func (s *Server) listTenants(c *gin.Context) {
@@ -54,10 +49,7 @@ func (s *Server) createTenant(c *gin.Context) {
 }
 
 func (s *Server) getTenant(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	c.JSON(http.StatusOK, viewTenant(sc.Tenant, sc.Role))
 }
 
@@ -66,10 +58,7 @@ type nameReq struct {
 }
 
 func (s *Server) updateTenant(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req nameReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -84,10 +73,7 @@ func (s *Server) updateTenant(c *gin.Context) {
 }
 
 func (s *Server) deleteTenant(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	if err := s.tenants.DeleteTenant(c.Request.Context(), actor(c), sc); err != nil {
 		s.fail(c, err)
 		return
@@ -96,10 +82,7 @@ func (s *Server) deleteTenant(c *gin.Context) {
 }
 
 func (s *Server) listMembers(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	p, err := parsePage(c)
 	if err != nil {
 		s.fail(c, err)
@@ -119,10 +102,7 @@ type addMemberReq struct {
 }
 
 func (s *Server) addMember(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	var req addMemberReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -142,10 +122,7 @@ func (s *Server) addMember(c *gin.Context) {
 }
 
 func (s *Server) removeMember(c *gin.Context) {
-	sc, ok := s.scope(c)
-	if !ok {
-		return
-	}
+	sc := s.scope(c)
 	if err := s.tenants.RemoveMember(c.Request.Context(), actor(c), sc, c.Param("user")); err != nil {
 		s.fail(c, err)
 		return

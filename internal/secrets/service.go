@@ -146,7 +146,7 @@ func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, 
 		}
 		return out, nil
 	}
-	revealed := make(map[string]int, len(recs))
+	revealed := make([]audit.Revealed, len(recs))
 	var o opener
 	for i := range recs {
 		v, err := o.open(ctx, s.keys, sc, &recs[i])
@@ -155,7 +155,7 @@ func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, 
 		}
 		out[i] = recs[i].Secret
 		out[i].Value = &v
-		revealed[recs[i].Name] = recs[i].Version
+		revealed[i] = audit.Revealed{Name: recs[i].Name, Version: recs[i].Version}
 	}
 	if len(recs) > 0 {
 		e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "environment", sc.Environment.ID, sc.Path(), map[string]any{"secrets": revealed})
@@ -183,7 +183,7 @@ func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, n
 	if err != nil {
 		return Secret{}, err
 	}
-	e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"secrets": map[string]int{name: rec.Version}})
+	e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"secrets": []audit.Revealed{{Name: name, Version: rec.Version}}})
 	if err := s.reveal(ctx, e); err != nil {
 		return Secret{}, err
 	}

@@ -48,15 +48,14 @@ func (s *Store) DataKey(ctx context.Context, tenantID, envID, keyID string) (ten
 	return tenant.WrappedKey{ID: r.ID, KEKID: r.KEKID, Wrapped: r.WrappedKey, CreatedAt: r.CreatedAt}, nil
 }
 
-// List implements secrets.Store: one query for a page of latest versions.
+// List implements secrets.Store: one index range scan over the secret rows, which carry
+// their latest version.
 func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.ListOptions) ([]secrets.Record, error) {
-	cols := secretCols
+	cols := `s.name, s.latest_version, s.note, s.updated_by, s.created_at, s.updated_at, s.deleted_at`
 	if opts.WithValues {
-		cols += ", v.ciphertext"
+		cols += ", s.ciphertext"
 	}
-	q := `SELECT ` + cols + ` FROM secrets s
-		JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.latest_version
-		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name > ?`
+	q := `SELECT ` + cols + ` FROM secrets s WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name > ?`
 	if !opts.IncludeDeleted {
 		q += ` AND s.deleted_at IS NULL`
 	}
@@ -163,23 +162,26 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 			r := secrets.Result{Op: c.Op, Name: c.Name}
 			switch c.Op {
 			case secrets.OpPut:
-				id := NewID()
 				r.Version, r.Created = 1, cur == nil
-				if cur == nil {
-					if err := tx.Exec(`INSERT INTO secrets (id, tenant_id, environment_id, name, latest_version, created_at, updated_at)
-						VALUES (?, ?, ?, ?, 1, ?, ?)`, id, w.TenantID, w.EnvID, c.Name, now, now).Error; err != nil {
-						return conflictAs(err, "secret %s was created concurrently; retry", c.Name)
-					}
-				} else {
-					id, r.Version = cur.ID, cur.LatestVersion+1
-					if err := tx.Exec(`UPDATE secrets SET latest_version = ?, deleted_at = NULL, updated_at = ? WHERE id = ?`,
-						r.Version, now, id).Error; err != nil {
-						return err
-					}
+				if cur != nil {
+					r.Version = cur.LatestVersion + 1
 				}
 				ct, err := w.Seal(c.Name, r.Version, c.Value)
 				if err != nil {
 					return coffer.Wrap(coffer.EINTERNAL, err, "could not seal the value")
+				}
+				id := NewID()
+				if cur == nil {
+					if err := tx.Exec(`INSERT INTO secrets (id, tenant_id, environment_id, name, latest_version, ciphertext, note, updated_by, created_at, updated_at)
+						VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?)`, id, w.TenantID, w.EnvID, c.Name, ct, c.Note, w.Author, now, now).Error; err != nil {
+						return conflictAs(err, "secret %s was created concurrently; retry", c.Name)
+					}
+				} else {
+					id = cur.ID
+					if err := tx.Exec(`UPDATE secrets SET latest_version = ?, ciphertext = ?, note = ?, updated_by = ?, deleted_at = NULL, updated_at = ?
+						WHERE id = ?`, r.Version, ct, c.Note, w.Author, now, id).Error; err != nil {
+						return err
+					}
 				}
 				if err := tx.Exec(`INSERT INTO secret_versions (secret_id, version, ciphertext, note, created_by, created_at)
 					VALUES (?, ?, ?, ?, ?, ?)`, id, r.Version, ct, c.Note, w.Author, now).Error; err != nil {
@@ -191,7 +193,7 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 					return coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", c.Name)
 				}
 				r.Version = cur.LatestVersion
-				if err := tx.Exec(`UPDATE secrets SET deleted_at = ?, updated_at = ? WHERE id = ?`, now, now, cur.ID).Error; err != nil {
+				if err := tx.Exec(`UPDATE secrets SET deleted_at = ? WHERE id = ?`, now, cur.ID).Error; err != nil {
 					return err
 				}
 			case secrets.OpRestore:
@@ -202,7 +204,7 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 					return coffer.Errorf(coffer.ECONFLICT, "secret %s is not deleted", c.Name)
 				}
 				r.Version = cur.LatestVersion
-				if err := tx.Exec(`UPDATE secrets SET deleted_at = NULL, updated_at = ? WHERE id = ?`, now, cur.ID).Error; err != nil {
+				if err := tx.Exec(`UPDATE secrets SET deleted_at = NULL WHERE id = ?`, cur.ID).Error; err != nil {
 					return err
 				}
 			}

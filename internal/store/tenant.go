@@ -2,13 +2,14 @@ package store
 
 import (
 	"context"
-	"strings"
+	"database/sql"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/tenant"
 )
 
@@ -120,94 +121,85 @@ func (s *Store) ListTenants(ctx context.Context, userID, after string, limit int
 	return out, nil
 }
 
-type scopeRow struct {
-	TID        string
-	TSlug      string
-	TName      string
-	TCreated   time.Time
-	TUpdated   time.Time
-	TRole      string
-	PID        string
-	PSlug      string
-	PName      string
-	PCreated   time.Time
-	PUpdated   time.Time
-	PRole      string
-	EID        string
-	ESlug      string
-	EName      string
-	EProtected bool
-	ECreated   time.Time
-	EUpdated   time.Time
-	EAccess    string
-	KID        string
-	KUses      int64
-	KCreated   time.Time
-}
-
-// Resolve implements tenant.Store in one query: the tenant joined to the caller's membership
-// (so a non-member gets nothing), and below it the project and environment by slug with the
-// caller's project role and override.
-func (s *Store) Resolve(ctx context.Context, userID, tenantSlug, projectSlug, envSlug string) (tenant.Scope, error) {
-	var r scopeRow
-	cols := []string{"t.id, t.slug, t.name, t.created_at, t.updated_at, m.role"}
-	dst := []any{&r.TID, &r.TSlug, &r.TName, &r.TCreated, &r.TUpdated, &r.TRole}
-	from := "FROM tenants t JOIN tenant_members m ON m.tenant_id = t.id AND m.user_id = ?"
-	args := []any{userID}
-	what := "tenant"
-	if projectSlug != "" {
-		what = "project"
-		cols = append(cols, "p.id, p.slug, p.name, p.created_at, p.updated_at, COALESCE(pm.role, '')")
-		dst = append(dst, &r.PID, &r.PSlug, &r.PName, &r.PCreated, &r.PUpdated, &r.PRole)
-		from += ` JOIN projects p ON p.tenant_id = t.id AND p.slug = ?
-			LEFT JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = ?`
-		args = append(args, projectSlug, userID)
-		if envSlug != "" {
-			what = "environment"
-			cols = append(cols, `e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at,
-				COALESCE(ea.access, ''), k.id, k.uses, k.created_at`)
-			dst = append(dst, &r.EID, &r.ESlug, &r.EName, &r.EProtected, &r.ECreated, &r.EUpdated, &r.EAccess, &r.KID, &r.KUses, &r.KCreated)
-			from += ` JOIN environments e ON e.project_id = p.id AND e.tenant_id = t.id AND e.slug = ?
-				JOIN data_keys k ON k.id = e.current_key_id AND k.environment_id = e.id
-				LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = ?`
-			args = append(args, envSlug, userID)
-		}
-	}
-	args = append(args, tenantSlug)
-	// Every request runs this: scan by hand, without gorm's reflection.
-	q := "SELECT " + strings.Join(cols, ", ") + " " + from + " WHERE t.slug = ? LIMIT 1"
-	rows, err := s.db.WithContext(ctx).Raw(q, args...).Rows()
+// TokenScope implements auth.Store: in one query, the token with its user and, below them,
+// the tenant, project and environment named by slugs with the user's roles and override.
+// The scope joins are LEFT JOINs chained from the user's tenant membership, so a tenant the
+// user is not a member of is not found, exactly like a missing one. A missing token is
+// ENOTFOUND with an empty record; a found token with a missing scope returns the record and
+// ENOTFOUND naming the level. Every request to a tenant's routes runs this, so rows are
+// scanned by hand.
+func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string) (auth.TokenRecord, tenant.Scope, error) {
+	var (
+		rec                             auth.TokenRecord
+		tID, tSlug, tName, tRole        sql.NullString
+		tCreated, tUpdated              sql.NullTime
+		pID, pSlug, pName, pRole        sql.NullString
+		pCreated, pUpdated              sql.NullTime
+		eID, eSlug, eName, eAccess, kID sql.NullString
+		eProtected                      sql.NullBool
+		eCreated, eUpdated, kCreated    sql.NullTime
+		kUses                           sql.NullInt64
+	)
+	t, u := &rec.Token, &rec.User
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT tok.id, tok.user_id, tok.name, tok.token_hash, tok.display_prefix,
+		tok.expires_at, tok.last_used_at, tok.revoked_at, tok.created_at, u.email, u.name, u.instance_admin, u.created_at,
+		t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
+		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
+		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at
+		FROM api_tokens tok
+		JOIN users u ON u.id = tok.user_id
+		LEFT JOIN tenant_members m ON m.user_id = tok.user_id AND m.tenant_id = (SELECT id FROM tenants WHERE slug = ?)
+		LEFT JOIN tenants t ON t.id = m.tenant_id
+		LEFT JOIN projects p ON p.tenant_id = t.id AND p.slug = ?
+		LEFT JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = tok.user_id
+		LEFT JOIN environments e ON e.project_id = p.id AND e.tenant_id = t.id AND e.slug = ?
+		LEFT JOIN data_keys k ON k.id = e.current_key_id AND k.environment_id = e.id
+		LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = tok.user_id
+		WHERE tok.token_hash = ?`, tenantSlug, projectSlug, envSlug, hash).Rows()
 	if err != nil {
-		return tenant.Scope{}, dbErr(err)
+		return rec, tenant.Scope{}, dbErr(err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return tenant.Scope{}, dbErr(err)
+			return rec, tenant.Scope{}, dbErr(err)
 		}
-		return tenant.Scope{}, notFound(what)
+		return rec, tenant.Scope{}, notFound("token")
 	}
-	if err := rows.Scan(dst...); err != nil {
-		return tenant.Scope{}, dbErr(err)
+	if err := rows.Scan(&t.ID, &t.UserID, &t.Name, &rec.Hash, &t.DisplayPrefix, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt,
+		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt,
+		&tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
+		&pID, &pSlug, &pName, &pCreated, &pUpdated, &pRole,
+		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated); err != nil {
+		return rec, tenant.Scope{}, dbErr(err)
+	}
+	u.ID = t.UserID
+	switch {
+	case !tID.Valid:
+		return rec, tenant.Scope{}, notFound("tenant")
+	case projectSlug != "" && !pID.Valid:
+		return rec, tenant.Scope{}, notFound("project")
+	case envSlug != "" && (!eID.Valid || !kID.Valid):
+		return rec, tenant.Scope{}, notFound("environment")
 	}
 	sc := tenant.Scope{
-		UserID: userID,
-		Tenant: tenant.Tenant{ID: r.TID, Slug: r.TSlug, Name: r.TName, CreatedAt: r.TCreated, UpdatedAt: r.TUpdated},
-		Role:   tenant.Role(r.TRole),
+		UserID: u.ID,
+		Tenant: tenant.Tenant{ID: tID.String, Slug: tSlug.String, Name: tName.String, CreatedAt: tCreated.Time, UpdatedAt: tUpdated.Time},
+		Role:   tenant.Role(tRole.String),
 	}
 	if projectSlug != "" {
-		sc.Project = &tenant.Project{ID: r.PID, TenantID: r.TID, Slug: r.PSlug, Name: r.PName, CreatedAt: r.PCreated, UpdatedAt: r.PUpdated}
-		sc.ProjectRole = tenant.ProjectRole(r.PRole)
-		if envSlug != "" {
-			sc.Environment = &tenant.Environment{
-				ID: r.EID, TenantID: r.TID, ProjectID: r.PID, Slug: r.ESlug, Name: r.EName, Protected: r.EProtected,
-				Key:       tenant.KeyInfo{ID: r.KID, Uses: r.KUses, CreatedAt: r.KCreated},
-				CreatedAt: r.ECreated, UpdatedAt: r.EUpdated,
-			}
-			sc.Override = tenant.Access(r.EAccess)
-		}
+		sc.Project = &tenant.Project{ID: pID.String, TenantID: tID.String, Slug: pSlug.String, Name: pName.String, CreatedAt: pCreated.Time, UpdatedAt: pUpdated.Time}
+		sc.ProjectRole = tenant.ProjectRole(pRole.String)
 	}
-	return sc, nil
+	if envSlug != "" {
+		sc.Environment = &tenant.Environment{
+			ID: eID.String, TenantID: tID.String, ProjectID: pID.String, Slug: eSlug.String, Name: eName.String, Protected: eProtected.Bool,
+			Key:       tenant.KeyInfo{ID: kID.String, Uses: kUses.Int64, CreatedAt: kCreated.Time},
+			CreatedAt: eCreated.Time, UpdatedAt: eUpdated.Time,
+		}
+		sc.Override = tenant.Access(eAccess.String)
+	}
+	return rec, sc, nil
 }
 
 // UpdateTenant implements tenant.Store.

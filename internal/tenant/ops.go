@@ -9,20 +9,16 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 )
 
-// Resolve loads a scope and hides what the caller may not see: a project they are not a
-// member of and an environment overridden to none answer not found, like missing ones.
-func (s *Service) Resolve(ctx context.Context, userID, tenantSlug, projectSlug, envSlug string) (Scope, error) {
-	sc, err := s.store.Resolve(ctx, userID, tenantSlug, projectSlug, envSlug)
-	if err != nil {
-		return Scope{}, err
-	}
+// Visible hides what the caller may not see: a project they are not a member of and an
+// environment overridden to none answer not found, like missing ones.
+func Visible(sc Scope) error {
 	if sc.Project != nil && !sc.Membership().CanSeeProject() {
-		return Scope{}, coffer.Errorf(coffer.ENOTFOUND, "project not found")
+		return coffer.Errorf(coffer.ENOTFOUND, "project not found")
 	}
 	if sc.Environment != nil && sc.Level() == LevelNone {
-		return Scope{}, coffer.Errorf(coffer.ENOTFOUND, "environment not found")
+		return coffer.Errorf(coffer.ENOTFOUND, "environment not found")
 	}
-	return sc, nil
+	return nil
 }
 
 // CreateTenant creates a tenant owned by the actor.

@@ -8,8 +8,9 @@ import (
 )
 
 // Scope is what a caller reached through a URL and where they stand there. It is resolved
-// from slugs in one query that also proves the caller is a member of the tenant; Project and
-// Environment are nil at the levels above them.
+// from slugs together with the caller's token, in one query that also proves the caller is a
+// member of the tenant (see auth.Service.AuthorizeScope); Project and Environment are nil at
+// the levels above them.
 type Scope struct {
 	UserID      string
 	Tenant      Tenant
@@ -81,9 +82,6 @@ type NewEnvironment struct {
 type Store interface {
 	CreateTenant(ctx context.Context, t *Tenant, ownerID string, e audit.Entry) error
 	ListTenants(ctx context.Context, userID, after string, limit int) ([]Membered, error)
-	// Resolve loads the scope named by slugs for userID; empty slugs stop at the level above.
-	// A tenant the user is not a member of is ENOTFOUND, exactly like a missing one.
-	Resolve(ctx context.Context, userID, tenantSlug, projectSlug, envSlug string) (Scope, error)
 	UpdateTenant(ctx context.Context, t *Tenant, e audit.Entry) error
 	DeleteTenant(ctx context.Context, tenantID string, e audit.Entry) error
 

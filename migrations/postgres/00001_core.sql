@@ -104,7 +104,12 @@ CREATE TABLE secrets (
     tenant_id      TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     environment_id TEXT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
     name           TEXT NOT NULL,
+    -- The latest version is kept on the secret row as well as in secret_versions, so that
+    -- reading an environment is one index range scan with no per-secret lookups.
     latest_version INTEGER NOT NULL,
+    ciphertext     BYTEA NOT NULL,
+    note           TEXT NOT NULL DEFAULT '',
+    updated_by     TEXT NOT NULL,
     deleted_at     TIMESTAMPTZ NULL,
     created_at     TIMESTAMPTZ NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/loadgen"
 )
 
@@ -40,6 +41,7 @@ const (
 )
 
 func main() {
+	app.TuneRuntime() // the server under test runs in this process: tune it as cmd/server does
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
