@@ -101,11 +101,15 @@ type Service struct {
 	auditor Auditor
 	pub     coffer.Publisher
 	policy  KeyPolicy
+	lists   *listCache
 }
+
+// ListCacheBytes bounds the memory the listing cache may hold (ciphertexts and metadata).
+const ListCacheBytes = 64 << 20
 
 // NewService returns a Service.
 func NewService(store Store, keys *Keyring, auditor Auditor, pub coffer.Publisher, policy KeyPolicy) *Service {
-	return &Service{store: store, keys: keys, auditor: auditor, pub: pub, policy: policy}
+	return &Service{store: store, keys: keys, auditor: auditor, pub: pub, policy: policy, lists: newListCache(ListCacheBytes)}
 }
 
 func need(sc tenant.Scope, l tenant.Level) error {
@@ -135,9 +139,14 @@ func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, 
 	if err := need(sc, level); err != nil {
 		return nil, err
 	}
-	recs, err := s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, opts)
-	if err != nil {
-		return nil, err
+	key := listKey(sc.Environment.ID, opts)
+	recs, ok := s.lists.get(key, sc.Environment.Revision)
+	if !ok {
+		var err error
+		if recs, err = s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, opts); err != nil {
+			return nil, err
+		}
+		s.lists.put(key, sc.Environment.Revision, recs)
 	}
 	out := make([]Secret, len(recs))
 	if !opts.WithValues {

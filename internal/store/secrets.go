@@ -210,6 +210,12 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 			}
 			results = append(results, r)
 		}
+		// Readers holding a cached listing of this environment see the new revision in their
+		// next scope query and read again.
+		if err := mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`,
+			w.TenantID, w.EnvID), "environment"); err != nil {
+			return err
+		}
 		if puts > 0 {
 			// Count seals per data key in the database, so the bound holds across replicas.
 			if err := mustAffect(tx.Exec(`UPDATE data_keys SET uses = uses + ? WHERE id = ? AND environment_id = ?`,

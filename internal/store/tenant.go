@@ -138,14 +138,14 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		eID, eSlug, eName, eAccess, kID sql.NullString
 		eProtected                      sql.NullBool
 		eCreated, eUpdated, kCreated    sql.NullTime
-		kUses                           sql.NullInt64
+		kUses, eRevision                sql.NullInt64
 	)
 	t, u := &rec.Token, &rec.User
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT tok.id, tok.user_id, tok.name, tok.token_hash, tok.display_prefix,
 		tok.expires_at, tok.last_used_at, tok.revoked_at, tok.created_at, u.email, u.name, u.instance_admin, u.created_at,
 		t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
 		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
-		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at
+		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision
 		FROM api_tokens tok
 		JOIN users u ON u.id = tok.user_id
 		LEFT JOIN tenant_members m ON m.user_id = tok.user_id AND m.tenant_id = (SELECT id FROM tenants WHERE slug = ?)
@@ -170,7 +170,7 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt,
 		&tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
 		&pID, &pSlug, &pName, &pCreated, &pUpdated, &pRole,
-		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated); err != nil {
+		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision); err != nil {
 		return rec, tenant.Scope{}, dbErr(err)
 	}
 	u.ID = t.UserID
@@ -195,6 +195,7 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		sc.Environment = &tenant.Environment{
 			ID: eID.String, TenantID: tID.String, ProjectID: pID.String, Slug: eSlug.String, Name: eName.String, Protected: eProtected.Bool,
 			Key:       tenant.KeyInfo{ID: kID.String, Uses: kUses.Int64, CreatedAt: kCreated.Time},
+			Revision:  eRevision.Int64,
 			CreatedAt: eCreated.Time, UpdatedAt: eUpdated.Time,
 		}
 		sc.Override = tenant.Access(eAccess.String)

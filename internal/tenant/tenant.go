@@ -39,7 +39,9 @@ type Environment struct {
 	Name      string
 	Protected bool
 	// Key describes the data key new values are sealed with.
-	Key       KeyInfo
+	Key KeyInfo
+	// Revision changes whenever a secret in the environment changes.
+	Revision  int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

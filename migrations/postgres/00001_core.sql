@@ -72,6 +72,9 @@ CREATE TABLE environments (
     name           TEXT NOT NULL,
     protected      BOOLEAN NOT NULL DEFAULT FALSE,
     current_key_id TEXT NOT NULL,
+    -- Bumped by every change to the environment's secrets, in the same transaction; readers
+    -- compare it to decide whether a cached listing is still current.
+    revision       BIGINT NOT NULL DEFAULT 0,
     created_at     TIMESTAMPTZ NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL,
     UNIQUE (project_id, slug)
