@@ -86,20 +86,24 @@ func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Wr
 	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
 	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, secrets.DefaultKeyPolicy)
 
+	a.listener, err = net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		a.batcher.Close()
+		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	if a.cfg.BaseURL == "" {
+		a.cfg.BaseURL = "http://" + a.listener.Addr().String()
+	}
 	setup, err := a.bootstrap(ctx, authSvc, stdout)
 	if err != nil {
 		a.batcher.Close()
+		_ = a.listener.Close()
 		return err
 	}
 	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy}, httpapi.Deps{
 		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(),
 		Ready: func(ctx context.Context) error { return a.Store.Ready(ctx) },
 	})
-	a.listener, err = net.Listen("tcp", a.cfg.Listen)
-	if err != nil {
-		a.batcher.Close()
-		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
-	}
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -93,9 +93,7 @@ func (c *Config) normalize() error {
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = "http://" + c.Listen
-	}
+	// An empty BaseURL is derived from the bound address once listening (port 0 included).
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

@@ -7,6 +7,8 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -75,11 +77,52 @@ func (a Actor) New(action, tenantID, targetType, targetID, target string, meta m
 	}
 }
 
-// Revealed names one secret version whose value a reveal returned; reveal entries list them
-// in the order they were returned.
+// Revealed names one secret version whose value a reveal returned.
 type Revealed struct {
-	Name    string `json:"name"`
-	Version int    `json:"version"`
+	Name    string
+	Version int
+}
+
+// RevealedSet is what one reveal returned, in order. It is encoded as a JSON object from name
+// to version, {"DB_URL":3,"API_KEY":1}, keeping the order: compact, since a listing of an
+// environment names every secret in it.
+type RevealedSet []Revealed
+
+// MarshalJSON implements json.Marshaler.
+func (rs RevealedSet) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2+len(rs)*24)
+	b = append(b, '{')
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if plainName(r.Name) {
+			b = append(b, '"')
+			b = append(b, r.Name...)
+			b = append(b, '"')
+		} else {
+			q, err := json.Marshal(r.Name)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, q...)
+		}
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(r.Version), 10)
+	}
+	return append(b, '}'), nil
+}
+
+// plainName reports whether name needs no JSON escaping; secret names always qualify, but
+// the encoder must be correct for any string.
+func plainName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // Appender durably appends entries, all or none. The store implements it.

@@ -50,6 +50,10 @@ func NewBatcher(sink Appender, maxBatch int) *Batcher {
 
 // Append returns once entries are durable, or with the error that kept them from being so.
 func (b *Batcher) Append(ctx context.Context, entries ...Entry) error {
+	// A caller that already gave up must not have its entry written behind its back.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	r := request{ctx: ctx, entries: entries, result: make(chan error, 1)}
 	b.mu.RLock()
 	if b.closed {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -48,7 +49,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	if !ok {
 		status, code = http.StatusInternalServerError, coffer.EINTERNAL
 	}
-	if status >= 500 {
+	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		// The client went away; nothing failed on our side.
+		s.log.InfoContext(c.Request.Context(), "request cancelled by the client", "request_id", requestID(c), "route", c.FullPath())
+	} else if status >= 500 {
 		s.log.ErrorContext(c.Request.Context(), "request failed", "request_id", requestID(c), "route", c.FullPath(), "code", code, "err", err)
 	}
 	if code == coffer.EUNAUTHORIZED {

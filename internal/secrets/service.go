@@ -155,7 +155,7 @@ func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, 
 		}
 		return out, nil
 	}
-	revealed := make([]audit.Revealed, len(recs))
+	revealed := make(audit.RevealedSet, len(recs))
 	var o opener
 	for i := range recs {
 		v, err := o.open(ctx, s.keys, sc, &recs[i])
@@ -192,7 +192,7 @@ func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, n
 	if err != nil {
 		return Secret{}, err
 	}
-	e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"secrets": []audit.Revealed{{Name: name, Version: rec.Version}}})
+	e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"secrets": audit.RevealedSet{{Name: name, Version: rec.Version}}})
 	if err := s.reveal(ctx, e); err != nil {
 		return Secret{}, err
 	}
