@@ -41,6 +41,8 @@ type App struct {
 type Options struct {
 	// QueryHook sees every SQL statement (without values).
 	QueryHook func(sql string)
+	// KeyPolicy overrides secrets.DefaultKeyPolicy (tests roll keys after a few seals).
+	KeyPolicy *secrets.KeyPolicy
 }
 
 // New builds the whole program from cfg and binds its listener. Stdout receives the setup
@@ -60,14 +62,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, op
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, Store: st}
-	if err := a.build(ctx, wrapper, stdout); err != nil {
+	if err := a.build(ctx, wrapper, stdout, opts); err != nil {
 		_ = st.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Writer) error {
+func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Writer, opts Options) error {
 	applied, err := a.Store.Migrate(ctx)
 	if err != nil {
 		return err
@@ -84,7 +86,11 @@ func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Wr
 	keyring := secrets.NewKeyring(wrapper, crypto.NewKeyCache(crypto.CacheOptions{}), a.Store)
 	authSvc := auth.NewService(a.Store, store.NewID)
 	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
-	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, secrets.DefaultKeyPolicy)
+	policy := secrets.DefaultKeyPolicy
+	if opts.KeyPolicy != nil {
+		policy = *opts.KeyPolicy
+	}
+	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, policy)
 
 	a.listener, err = net.Listen("tcp", a.cfg.Listen)
 	if err != nil {

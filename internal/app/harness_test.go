@@ -100,6 +100,13 @@ func start(t *testing.T, dialect string, env map[string]string) *server {
 // restart.
 func startOn(t *testing.T, dialect, dbURL, dir string, env map[string]string) *server {
 	t.Helper()
+	return startWith(t, dialect, dbURL, dir, env, app.Options{})
+}
+
+// startWith is startOn with program options (a key policy, say); the query hook is the
+// harness's own.
+func startWith(t *testing.T, dialect, dbURL, dir string, env map[string]string, opts app.Options) *server {
+	t.Helper()
 	s := &server{t: t, dialect: dialect, logs: &lockedBuffer{}, stdout: &lockedBuffer{}, queries: &queryLog{}, dbURL: dbURL, dataDir: dir, client: &http.Client{Timeout: 30 * time.Second}}
 	vars := map[string]string{
 		"COFFER_LISTEN":       "127.0.0.1:0",
@@ -119,7 +126,7 @@ func startOn(t *testing.T, dialect, dbURL, dir string, env map[string]string) *s
 		t.Fatalf("config: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.NewLogger(cfg, s.logs), s.stdout, app.Options{QueryHook: s.queries.hook})
+	a, err := app.New(ctx, cfg, app.NewLogger(cfg, s.logs), s.stdout, withHook(opts, s.queries.hook))
 	if err != nil {
 		cancel()
 		t.Fatalf("start: %v", err)
@@ -290,4 +297,9 @@ func tryStart(vars map[string]string) error {
 	}
 	cancel()
 	return a.Serve(ctx)
+}
+
+func withHook(o app.Options, hook func(string)) app.Options {
+	o.QueryHook = hook
+	return o
 }

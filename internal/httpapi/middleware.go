@@ -145,7 +145,7 @@ func (s *Server) bearer(c *gin.Context) (string, bool) {
 func (s *Server) authenticated(c *gin.Context, p auth.Principal, err error) bool {
 	if err != nil && p.User.ID == "" {
 		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
-			s.authLimiter.failed(c.ClientIP())
+			s.authLimiter.spend(c.ClientIP())
 		}
 		s.fail(c, err)
 		return false

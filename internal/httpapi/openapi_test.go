@@ -66,7 +66,7 @@ func openAPITestServer() *Server {
 		cfg:         Config{MaxBodyBytes: 1 << 20, MaxBulkBodyBytes: 16 << 20},
 		log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		static:      fstest.MapFS{},
-		authLimiter: newFailLimiter(30, 20),
+		authLimiter: newAttemptLimiter(30, 20),
 	}
 	s.engine = s.routes()
 	return s

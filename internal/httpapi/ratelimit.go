@@ -7,11 +7,11 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// failLimiter throttles addresses that keep presenting bad credentials: each failure spends
-// a token from a per-address bucket, and an empty bucket refuses further attempts until it
-// refills. Successful requests spend nothing, so busy clients with good tokens are never
-// slowed.
-type failLimiter struct {
+// attemptLimiter throttles attempts per key (an address presenting bad credentials, a user
+// minting tokens): each attempt that counts spends from the key's bucket, and an empty bucket
+// refuses further attempts until it refills. Keys that spend nothing get no bucket, so busy
+// clients with good tokens are never slowed.
+type attemptLimiter struct {
 	mu      sync.Mutex
 	every   rate.Limit
 	burst   int
@@ -19,11 +19,11 @@ type failLimiter struct {
 	swept   time.Time
 }
 
-func newFailLimiter(perMinute, burst int) *failLimiter {
-	return &failLimiter{every: rate.Limit(float64(perMinute) / 60), burst: burst, buckets: map[string]*rate.Limiter{}}
+func newAttemptLimiter(perMinute, burst int) *attemptLimiter {
+	return &attemptLimiter{every: rate.Limit(float64(perMinute) / 60), burst: burst, buckets: map[string]*rate.Limiter{}}
 }
 
-func (l *failLimiter) bucket(ip string) *rate.Limiter {
+func (l *attemptLimiter) bucket(key string) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
@@ -36,22 +36,22 @@ func (l *failLimiter) bucket(ip string) *rate.Limiter {
 		}
 		l.swept = now
 	}
-	b, ok := l.buckets[ip]
+	b, ok := l.buckets[key]
 	if !ok {
 		b = rate.NewLimiter(l.every, l.burst)
-		l.buckets[ip] = b
+		l.buckets[key] = b
 	}
 	return b
 }
 
-// allow reports whether ip may try to authenticate now. Addresses without failures have no
+// allow reports whether key may make another attempt now. Keys that never spent have no
 // bucket and pass without one being made.
-func (l *failLimiter) allow(ip string) bool {
+func (l *attemptLimiter) allow(key string) bool {
 	l.mu.Lock()
-	b, ok := l.buckets[ip]
+	b, ok := l.buckets[key]
 	l.mu.Unlock()
 	return !ok || b.Tokens() >= 1
 }
 
-// failed records a failed attempt.
-func (l *failLimiter) failed(ip string) { l.bucket(ip).Allow() }
+// spend records an attempt that counts.
+func (l *attemptLimiter) spend(key string) { l.bucket(key).Allow() }

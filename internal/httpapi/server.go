@@ -45,7 +45,9 @@ type Server struct {
 	setup       *Setup
 	views       *template.Template
 	static      fs.FS
-	authLimiter *failLimiter
+	authLimiter *attemptLimiter
+	// mintLimiter bounds how fast one user creates tokens and users (credentials).
+	mintLimiter *attemptLimiter
 	engine      *gin.Engine
 }
 
@@ -71,7 +73,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
-		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newFailLimiter(30, 20),
+		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
 	}
 	s.engine = s.routes()
 	return s

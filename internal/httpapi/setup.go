@@ -112,7 +112,7 @@ func (s *Server) setupSubmit(c *gin.Context) {
 			s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many failed attempts from this address; wait a minute"))
 			return
 		}
-		s.authLimiter.failed(c.ClientIP())
+		s.authLimiter.spend(c.ClientIP())
 		if wantJSON {
 			s.fail(c, coffer.Errorf(coffer.ENOTFOUND, "setup is closed or the code is not valid"))
 			return

@@ -40,7 +40,21 @@ type createdToken struct {
 	Token string `json:"token"`
 }
 
+// minting answers 429 once the caller has created too many credentials in a short time.
+func (s *Server) minting(c *gin.Context) bool {
+	id := principal(c).User.ID
+	if !s.mintLimiter.allow(id) {
+		s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many credentials created; wait a minute"))
+		return false
+	}
+	s.mintLimiter.spend(id)
+	return true
+}
+
 func (s *Server) createToken(c *gin.Context) {
+	if !s.minting(c) {
+		return
+	}
 	var req createTokenReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -72,6 +86,9 @@ type createUserReq struct {
 }
 
 func (s *Server) createUser(c *gin.Context) {
+	if !s.minting(c) {
+		return
+	}
 	var req createUserReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
