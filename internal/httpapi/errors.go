@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 
@@ -108,6 +107,3 @@ func decodeErr(err error) error {
 	}
 	return coffer.Errorf(coffer.EBADREQUEST, "the body could not be read")
 }
-
-// logger is the logger type the server uses; slog keeps request logs structured.
-type logger = *slog.Logger

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -143,6 +144,10 @@ func (s *Store) provider() (*goose.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.providerFor(fsys)
+}
+
+func (s *Store) providerFor(fsys fs.FS) (*goose.Provider, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return nil, err
@@ -160,6 +165,10 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.migrate(ctx, p)
+}
+
+func (s *Store) migrate(ctx context.Context, p *goose.Provider) ([]string, error) {
 	results, err := p.Up(ctx)
 	var applied []string
 	for _, r := range results {
