@@ -76,6 +76,11 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
+	// The flag parser stops at the first non-flag word: "-dev false" would turn dev mode on
+	// and silently drop everything after it.
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (write boolean flags as -flag=false)", fs.Arg(0))
+	}
 	if boolErr != nil {
 		return Config{}, boolErr
 	}
@@ -86,7 +91,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	c.DBMaxConns = n
 	c.MasterKey = getenv("COFFER_MASTER_KEY")
 	c.BootstrapToken = getenv("COFFER_BOOTSTRAP_TOKEN")
-	return c, c.normalize()
+	if err := c.normalize(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 func (c *Config) normalize() error {

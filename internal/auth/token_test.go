@@ -70,7 +70,6 @@ func TestValidateToken(t *testing.T) {
 		{"uppercase prefix", "CFR_PAT_" + body(43), false},
 		{"github prefix", "ghp_" + body(43), false},
 		{"no prefix", body(43), false},
-		{"prefix twice", "cfr_pat_cfr_pat_" + body(20), true}, // "cfr_pat_" is itself 8 valid body characters
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,7 +86,8 @@ func TestValidateToken(t *testing.T) {
 			if code := coffer.ErrorCode(err); code != coffer.EINVALID {
 				t.Errorf("code = %q, want %q", code, coffer.EINVALID)
 			}
-			if tc.tok != "" && (strings.Contains(err.Error(), tc.tok) || strings.Contains(coffer.ErrorMessage(err), tc.tok)) {
+			// The message may describe the prefix, but never repeat what was supplied.
+			if len(tc.tok) > len(auth.PersonalTokenPrefix) && (strings.Contains(err.Error(), tc.tok) || strings.Contains(coffer.ErrorMessage(err), tc.tok)) {
 				t.Errorf("error %q echoes the token", err)
 			}
 			// Not even the secret part may show up.

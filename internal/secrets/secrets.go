@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/crypto"
@@ -61,7 +62,7 @@ func ValidateValue(value string) error {
 
 // ValidateNote checks a note's length.
 func ValidateNote(note string) error {
-	if len(note) > MaxNoteLen {
+	if utf8.RuneCountInString(note) > MaxNoteLen {
 		return coffer.Errorf(coffer.EINVALID, "notes are at most %d characters", MaxNoteLen)
 	}
 	return nil

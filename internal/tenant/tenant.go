@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer"
 )
@@ -85,7 +86,7 @@ func ValidateSlug(field, slug string) error {
 // ValidateName checks a display name.
 func ValidateName(field, name string) error {
 	n := strings.TrimSpace(name)
-	if n == "" || len(name) > 200 {
+	if n == "" || utf8.RuneCountInString(name) > 200 {
 		return coffer.Errorf(coffer.EINVALID, "%s must be 1-200 characters", field)
 	}
 	return nil
