@@ -193,9 +193,15 @@ func (s *server) call(method, path, token string, body any) response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return s.send(req)
+}
+
+// send performs req and decodes the answer.
+func (s *server) send(req *http.Request) response {
+	s.t.Helper()
 	res, err := s.client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
@@ -205,7 +211,7 @@ func (s *server) call(method, path, token string, body any) response {
 	r := response{status: res.StatusCode, header: res.Header, raw: raw}
 	if len(raw) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &r.body); err != nil {
-			s.t.Fatalf("%s %s: response is not a JSON object: %v: %s", method, path, err, raw)
+			s.t.Fatalf("%s %s: response is not a JSON object: %v: %s", req.Method, req.URL.Path, err, raw)
 		}
 	}
 	return r

@@ -101,22 +101,7 @@ func isoDo(s *server, method, path string, header map[string]string, body []byte
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	r := response{status: res.StatusCode, header: res.Header, raw: raw}
-	if len(raw) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			s.t.Fatalf("%s %s: response is not a JSON object: %v: %s", method, path, err, raw)
-		}
-	}
-	return r
+	return s.send(req)
 }
 
 // isoCheckError checks status, code and the exact error shape: one top-level key "error"

@@ -106,13 +106,8 @@ func (s *Store) ListTokens(ctx context.Context, userID, after string, limit int)
 
 // RevokeToken implements auth.Store. Only the owner's own, unrevoked token matches.
 func (s *Store) RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`, at, tokenID, userID)
-		if err := mustAffect(res, "token"); err != nil {
-			return err
-		}
-		return appendAudit(tx, e)
-	})
+	return s.changeOne(ctx, "token", e, `UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`,
+		at, tokenID, userID)
 }
 
 // CreateUser implements auth.Store.

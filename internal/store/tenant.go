@@ -205,9 +205,14 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 
 // UpdateTenant implements tenant.Store.
 func (s *Store) UpdateTenant(ctx context.Context, t *tenant.Tenant, e audit.Entry) error {
+	return s.changeOne(ctx, "tenant", e, `UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?`, t.Name, t.UpdatedAt, t.ID)
+}
+
+// changeOne runs one statement that must change a row of what, and appends its audit entry,
+// in one transaction.
+func (s *Store) changeOne(ctx context.Context, what string, e audit.Entry, query string, args ...any) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?`, t.Name, t.UpdatedAt, t.ID)
-		if err := mustAffect(res, "tenant"); err != nil {
+		if err := mustAffect(tx.Exec(query, args...), what); err != nil {
 			return err
 		}
 		return appendAudit(tx, e)
@@ -409,23 +414,13 @@ func (s *Store) ListProjects(ctx context.Context, tenantID, userID string, membe
 
 // UpdateProject implements tenant.Store.
 func (s *Store) UpdateProject(ctx context.Context, p *tenant.Project, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE projects SET name = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`, p.Name, p.UpdatedAt, p.TenantID, p.ID)
-		if err := mustAffect(res, "project"); err != nil {
-			return err
-		}
-		return appendAudit(tx, e)
-	})
+	return s.changeOne(ctx, "project", e, `UPDATE projects SET name = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		p.Name, p.UpdatedAt, p.TenantID, p.ID)
 }
 
 // DeleteProject implements tenant.Store; environments, keys and secrets cascade.
 func (s *Store) DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		if err := mustAffect(tx.Exec(`DELETE FROM projects WHERE tenant_id = ? AND id = ?`, tenantID, projectID), "project"); err != nil {
-			return err
-		}
-		return appendAudit(tx, e)
-	})
+	return s.changeOne(ctx, "project", e, `DELETE FROM projects WHERE tenant_id = ? AND id = ?`, tenantID, projectID)
 }
 
 // CreateEnvironment implements tenant.Store.
@@ -476,24 +471,13 @@ func (s *Store) ListEnvironments(ctx context.Context, tenantID, projectID, userI
 
 // UpdateEnvironment implements tenant.Store.
 func (s *Store) UpdateEnvironment(ctx context.Context, env *tenant.Environment, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE environments SET name = ?, protected = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-			env.Name, env.Protected, env.UpdatedAt, env.TenantID, env.ID)
-		if err := mustAffect(res, "environment"); err != nil {
-			return err
-		}
-		return appendAudit(tx, e)
-	})
+	return s.changeOne(ctx, "environment", e, `UPDATE environments SET name = ?, protected = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		env.Name, env.Protected, env.UpdatedAt, env.TenantID, env.ID)
 }
 
 // DeleteEnvironment implements tenant.Store; keys and secrets cascade.
 func (s *Store) DeleteEnvironment(ctx context.Context, tenantID, envID string, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		if err := mustAffect(tx.Exec(`DELETE FROM environments WHERE tenant_id = ? AND id = ?`, tenantID, envID), "environment"); err != nil {
-			return err
-		}
-		return appendAudit(tx, e)
-	})
+	return s.changeOne(ctx, "environment", e, `DELETE FROM environments WHERE tenant_id = ? AND id = ?`, tenantID, envID)
 }
 
 // ListProjectMembers implements tenant.Store.
