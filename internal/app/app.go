@@ -70,12 +70,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, op
 }
 
 func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Writer, opts Options) error {
-	applied, err := a.Store.Migrate(ctx)
-	if err != nil {
+	if err := a.migrate(ctx); err != nil {
 		return err
-	}
-	if len(applied) > 0 {
-		a.log.Info("database migrated", "dialect", a.Store.Dialect(), "applied", applied)
 	}
 	views, err := web.Parse()
 	if err != nil {
@@ -120,6 +116,32 @@ func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Wr
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	return nil
+}
+
+// migrate applies pending migrations. A database that is not reachable yet (a replica
+// starting before Postgres, say) is waited for, with backoff, until ctx ends; any other
+// failure stops the start.
+func (a *App) migrate(ctx context.Context) error {
+	delay := 250 * time.Millisecond
+	for {
+		applied, err := a.Store.Migrate(ctx)
+		if err == nil {
+			if len(applied) > 0 {
+				a.log.Info("database migrated", "dialect", a.Store.Dialect(), "applied", applied)
+			}
+			return nil
+		}
+		if !store.Unavailable(err) {
+			return err
+		}
+		a.log.Warn("database unavailable; waiting for it", "retry_in", delay.String(), "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fmt.Errorf("gave up waiting for the database: %w", err)
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 // loadKey loads the local key-encryption key: COFFER_MASTER_KEY, else the key file, which is

@@ -199,6 +199,38 @@ func TestDatabaseDownAnswers503AndRecovers(t *testing.T) {
 	s.must(200, "GET", "/readyz", "", nil)
 }
 
+// TestStartWaitsForTheDatabase: a replica that starts while Postgres refuses connections
+// waits, then migrates and serves once the database is back, instead of exiting.
+func TestStartWaitsForTheDatabase(t *testing.T) {
+	dbURL, dir := storetest.Database(t, "postgres")
+	admin, err := sql.Open("pgx", storetest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := dbURL[strings.LastIndex(dbURL, "/")+1:]
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		name = name[:i]
+	}
+	if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true") })
+	time.AfterFunc(1500*time.Millisecond, func() {
+		_, _ = admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
+	})
+	start := time.Now()
+	s := startOn(t, "postgres", dbURL, dir, nil)
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("started after %v, before the database accepted connections", waited)
+	}
+	if !strings.Contains(s.logs.String(), "database unavailable; waiting for it") {
+		t.Fatalf("no wait was logged:\n%s", s.logs.String())
+	}
+	s.must(200, "GET", "/readyz", "", nil)
+	s.must(200, "GET", "/api/v1/me", s.owner, nil)
+}
+
 func TestSetupLinkCreatesOwnerOnce(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {

@@ -59,7 +59,10 @@ type Options struct {
 // Open connects to the database. It does not migrate; call Migrate.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	cfg := &gorm.Config{
-		TranslateError:         true,
+		TranslateError: true,
+		// Connecting is left to the first query, so a server can start (and wait) while its
+		// database is still coming up.
+		DisableAutomaticPing:   true,
 		SkipDefaultTransaction: true,
 		PrepareStmt:            false,
 		// gorm's own logger would print SQL with bound values, which include ciphertexts
@@ -274,6 +277,10 @@ func dbErr(err error) error {
 	}
 	return coffer.Wrap(coffer.EINTERNAL, err, "internal error")
 }
+
+// Unavailable reports whether err means the database could not be reached, as opposed to
+// refusing what was asked of it.
+func Unavailable(err error) bool { return coffer.ErrorCode(dbErr(err)) == coffer.EUNAVAILABLE }
 
 // notFound returns a not-found error with a caller-safe message.
 func notFound(what string) error { return coffer.Errorf(coffer.ENOTFOUND, "%s not found", what) }

@@ -87,3 +87,28 @@ func TestTokenByHashRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+func TestAuditEntriesAreAppendOnly(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		e := audit.System.New(audit.ActionBootstrap, "t1", "user", "u1", "someone", map[string]any{"k": "v"})
+		if err := st.AppendAudit(ctx, []audit.Entry{e, e}); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		for _, q := range []string{
+			`UPDATE audit_entries SET action = 'forged'`,
+			`DELETE FROM audit_entries`,
+		} {
+			if err := st.ExecForTest(ctx, q); err == nil {
+				t.Errorf("%s succeeded on an append-only table", q)
+			}
+		}
+		got, err := st.AuditEntries(ctx, "t1", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Action != audit.ActionBootstrap || got[1].Metadata["k"] != "v" {
+			t.Fatalf("entries after tampering attempts = %+v", got)
+		}
+	})
+}
