@@ -148,6 +148,13 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		results = results[:0]
 		now := time.Now().UTC()
+		// Bumping the revision first takes the environment's row lock, so concurrent writes
+		// to one environment queue here instead of deadlocking on each other's secret rows;
+		// readers holding a cached listing see the new revision and read again.
+		if err := mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`,
+			w.TenantID, w.EnvID), "environment"); err != nil {
+			return err
+		}
 		puts := 0
 		for _, c := range w.Changes {
 			var rows []secretStateRow
@@ -209,12 +216,6 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 				}
 			}
 			results = append(results, r)
-		}
-		// Readers holding a cached listing of this environment see the new revision in their
-		// next scope query and read again.
-		if err := mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`,
-			w.TenantID, w.EnvID), "environment"); err != nil {
-			return err
 		}
 		if puts > 0 {
 			// Count seals per data key in the database, so the bound holds across replicas.
