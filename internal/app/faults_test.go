@@ -147,29 +147,14 @@ func TestDatabaseDownAnswers503AndRecovers(t *testing.T) {
 	s.withProject()
 	s.must(http.StatusCreated, "PUT", envPath+"development/secrets/K", s.owner, map[string]string{"value": "v"})
 
-	admin, err := sql.Open("pgx", storetest.AdminURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	name := s.dbURL[strings.LastIndex(s.dbURL, "/")+1:]
-	if i := strings.IndexByte(name, '?'); i >= 0 {
-		name = name[:i]
-	}
 	setConnections := func(allow bool) {
 		t.Helper()
-		q := "ALTER DATABASE " + name + " ALLOW_CONNECTIONS " + map[bool]string{true: "true", false: "false"}[allow]
-		if _, err := admin.Exec(q); err != nil {
+		if err := storetest.AllowConnections(s.dbURL, allow); err != nil {
 			t.Fatal(err)
-		}
-		if !allow {
-			if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 	setConnections(false)
-	t.Cleanup(func() { _, _ = admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true") })
+	t.Cleanup(func() { _ = storetest.AllowConnections(s.dbURL, true) })
 
 	// The pool may hold a connection that only now learns it was terminated; every answer
 	// must still be a clean 503, never a hang or a 500.
@@ -203,22 +188,11 @@ func TestDatabaseDownAnswers503AndRecovers(t *testing.T) {
 // waits, then migrates and serves once the database is back, instead of exiting.
 func TestStartWaitsForTheDatabase(t *testing.T) {
 	dbURL, dir := storetest.Database(t, "postgres")
-	admin, err := sql.Open("pgx", storetest.AdminURL())
-	if err != nil {
+	if err := storetest.AllowConnections(dbURL, false); err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	name := dbURL[strings.LastIndex(dbURL, "/")+1:]
-	if i := strings.IndexByte(name, '?'); i >= 0 {
-		name = name[:i]
-	}
-	if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true") })
-	time.AfterFunc(1500*time.Millisecond, func() {
-		_, _ = admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
-	})
+	t.Cleanup(func() { _ = storetest.AllowConnections(dbURL, true) })
+	time.AfterFunc(1500*time.Millisecond, func() { _ = storetest.AllowConnections(dbURL, true) })
 	start := time.Now()
 	s := startOn(t, "postgres", dbURL, dir, nil)
 	if waited := time.Since(start); waited < time.Second {

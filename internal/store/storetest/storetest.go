@@ -9,9 +9,12 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,4 +93,29 @@ func redact(raw string) string {
 		return "(unparseable URL)"
 	}
 	return u.Redacted()
+}
+
+// AllowConnections opens or closes a test database to new connections. Closing also ends
+// the connections it has, as an outage would.
+func AllowConnections(dbURL string, allow bool) error {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if !strings.HasPrefix(name, "coffer_test_") {
+		return fmt.Errorf("refusing to change %q: not a test database", name)
+	}
+	db, err := sql.Open("pgx", AdminURL())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS " + strconv.FormatBool(allow)); err != nil {
+		return err
+	}
+	if !allow {
+		_, err = db.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name)
+	}
+	return err
 }
