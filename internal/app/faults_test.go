@@ -2,7 +2,10 @@ package app_test
 
 import (
 	"database/sql"
+	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +263,47 @@ func TestBootstrapTokenShape(t *testing.T) {
 	_, dir := storetest.Database(t, "sqlite")
 	if err := tryStart(map[string]string{"COFFER_LISTEN": "127.0.0.1:0", "COFFER_DATA_DIR": dir, "COFFER_BOOTSTRAP_TOKEN": ok}); err != nil {
 		t.Fatalf("a 32-character token was refused: %v", err)
+	}
+}
+
+// TestSetupFormInBrowser posts the setup page's HTML form as a browser would: a bad field
+// re-renders the form with the message, a good one shows the token page once.
+func TestSetupFormInBrowser(t *testing.T) {
+	s := start(t, "sqlite", map[string]string{"COFFER_BOOTSTRAP_TOKEN": ""})
+	out := s.stdout.String()
+	i := strings.Index(out, "/setup?code=")
+	if i < 0 {
+		t.Fatalf("no setup link printed: %q", out)
+	}
+	code := strings.Fields(out[i+len("/setup?code="):])[0]
+	post := func(form url.Values) (int, string) {
+		t.Helper()
+		res, err := s.client.PostForm(s.base+"/setup", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Fatalf("setup answered %s, want a page", ct)
+		}
+		if res.Header.Get("Cache-Control") != "no-store" || !strings.Contains(res.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Fatalf("setup page headers: %v", res.Header)
+		}
+		return res.StatusCode, string(b)
+	}
+	form := url.Values{"code": {code}, "email": {"x"}, "name": {"Owner"}, "tenant_slug": {"acme"}, "tenant_name": {"Acme"}}
+	if st, page := post(form); st != http.StatusUnprocessableEntity || !strings.Contains(page, "e-mail") || !strings.Contains(page, "<form") {
+		t.Fatalf("bad e-mail: %d %s", st, page)
+	}
+	form.Set("email", "owner@example.com")
+	st, page := post(form)
+	tok := regexp.MustCompile(`cfr_pat_[A-Za-z0-9_-]{43}`).FindString(page)
+	if st != http.StatusCreated || tok == "" {
+		t.Fatalf("good form: %d %s", st, page)
+	}
+	s.must(200, "GET", "/api/v1/me", tok, nil)
+	if st, page := post(form); st != http.StatusNotFound || strings.Contains(page, "cfr_pat_") {
+		t.Fatalf("second post: %d %s", st, page)
 	}
 }
