@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"container/list"
 	"strconv"
 	"sync"
 )
@@ -14,18 +15,19 @@ type listCache struct {
 	mu       sync.Mutex
 	maxBytes int
 	bytes    int
-	entries  map[string]*listEntry
-	order    []string // insertion order, oldest first, for eviction
+	entries  map[string]*list.Element // of *listEntry
+	order    *list.List               // least recently stored first, for eviction
 }
 
 type listEntry struct {
+	key      string
 	revision int64
 	recs     []Record
 	size     int
 }
 
 func newListCache(maxBytes int) *listCache {
-	return &listCache{maxBytes: maxBytes, entries: map[string]*listEntry{}}
+	return &listCache{maxBytes: maxBytes, entries: map[string]*list.Element{}, order: list.New()}
 }
 
 func listKey(envID string, opts ListOptions) string {
@@ -35,22 +37,20 @@ func listKey(envID string, opts ListOptions) string {
 
 // get returns the listing cached for key at revision. Callers must not modify it.
 func (c *listCache) get(key string, revision int64) ([]Record, bool) {
-	if c == nil {
-		return nil, false
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || e.revision != revision {
+	el, ok := c.entries[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*listEntry)
+	if e.revision != revision {
 		return nil, false
 	}
 	return e.recs, true
 }
 
 func (c *listCache) put(key string, revision int64, recs []Record) {
-	if c == nil {
-		return
-	}
 	size := len(key)
 	for i := range recs {
 		size += len(recs[i].Name) + len(recs[i].Note) + len(recs[i].CreatedBy) + len(recs[i].Ciphertext) + 128
@@ -60,23 +60,21 @@ func (c *listCache) put(key string, revision int64, recs []Record) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[key]; ok {
-		if old.revision > revision {
+	if el, ok := c.entries[key]; ok {
+		if el.Value.(*listEntry).revision > revision {
 			return // never replace a newer listing with an older one
 		}
-		c.bytes -= old.size
-		delete(c.entries, key)
-	} else {
-		c.order = append(c.order, key)
+		c.remove(el)
 	}
-	for c.bytes+size > c.maxBytes && len(c.order) > 0 {
-		oldest := c.order[0]
-		c.order = c.order[1:]
-		if e, ok := c.entries[oldest]; ok && oldest != key {
-			c.bytes -= e.size
-			delete(c.entries, oldest)
-		}
+	for c.bytes+size > c.maxBytes && c.order.Len() > 0 {
+		c.remove(c.order.Front())
 	}
-	c.entries[key] = &listEntry{revision: revision, recs: recs, size: size}
+	c.entries[key] = c.order.PushBack(&listEntry{key: key, revision: revision, recs: recs, size: size})
 	c.bytes += size
+}
+
+func (c *listCache) remove(el *list.Element) {
+	e := c.order.Remove(el).(*listEntry)
+	delete(c.entries, e.key)
+	c.bytes -= e.size
 }
