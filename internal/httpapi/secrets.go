@@ -40,6 +40,8 @@ func (s *Server) listSecrets(c *gin.Context) {
 	}
 	buf := bufPool.Get().(*[]byte)
 	body := appendSecretPage((*buf)[:0], list, next)
+	// A known length lets net/http send the page in one piece rather than chunked.
+	c.Header("Content-Length", strconv.Itoa(len(body)))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 	// Plaintext values were in this buffer: clear it before anyone else can reuse it.
 	clear(body)
