@@ -273,3 +273,38 @@ func TestMovedCiphertextFailsToDecrypt(t *testing.T) {
 		}
 	})
 }
+
+// TestRevealPagesAuditExactlyWhatWasSent: a page of values records the secrets it returned,
+// not the one read ahead to learn that another page follows.
+func TestRevealPagesAuditExactlyWhatWasSent(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		list := []map[string]any{{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}}
+		s.must(200, "PATCH", envPath+"development/secrets", s.owner, map[string]any{"secrets": list})
+		first := s.must(200, "GET", envPath+"development/secrets?include=values&limit=2", s.owner, nil)
+		cursor, _ := first.body["next_cursor"].(string)
+		if items := first.items(); len(items) != 2 || items[1]["value"] != "2" || cursor == "" {
+			t.Fatalf("first page = %s", first.raw)
+		}
+		second := s.must(200, "GET", envPath+"development/secrets?include=values&limit=2&cursor="+cursor, s.owner, nil)
+		if items := second.items(); len(items) != 1 || items[0]["name"] != "C" || second.body["next_cursor"] != nil {
+			t.Fatalf("second page = %s", second.raw)
+		}
+		rows, err := s.rawDB().Query(s.q(`SELECT metadata FROM audit_entries WHERE action = ? ORDER BY id`), "secret.reveal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var got []string
+		for rows.Next() {
+			var m string
+			if err := rows.Scan(&m); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m)
+		}
+		if len(got) != 2 || got[0] != `{"secrets":{"A":1,"B":1}}` || got[1] != `{"secrets":{"C":1}}` {
+			t.Fatalf("reveal entries = %q", got)
+		}
+	})
+}

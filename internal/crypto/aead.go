@@ -78,6 +78,35 @@ func (k *DataKey) Open(ciphertext, aad []byte) ([]byte, error) {
 	return plaintext, nil
 }
 
+// OpenAppend is Open for loops over many values: it appends the plaintext to dst and builds
+// the additional data in scratch, so a caller reusing both buffers opens a whole listing
+// without allocating per value. It returns the extended dst and the scratch for reuse; on
+// failure dst is returned unextended.
+func (k *DataKey) OpenAppend(dst, scratch, ciphertext, aad []byte) (plain, ad []byte, err error) {
+	id, err := KeyIDOf(ciphertext)
+	if err != nil {
+		return dst, scratch, err
+	}
+	if id != k.id {
+		return dst, scratch, ErrWrongKey
+	}
+	ad = append(append(scratch[:0], ciphertext[:headerSize]...), aad...)
+	nonce := ciphertext[headerSize : headerSize+NonceSize]
+	out, err := k.aead.Open(dst, nonce, ciphertext[headerSize+NonceSize:], ad)
+	if err != nil {
+		return dst, ad, ErrDecrypt
+	}
+	return out, ad, nil
+}
+
+// AppendAAD is AAD appending to dst.
+func AppendAAD(dst []byte, parts ...string) []byte {
+	for _, p := range parts {
+		dst = appendPart(dst, p)
+	}
+	return dst
+}
+
 // KeyIDOf reads the id of the DEK that sealed ciphertext, so the caller can fetch that key. The
 // id is not authenticated until Open succeeds.
 func KeyIDOf(ciphertext []byte) (uuid.UUID, error) {

@@ -320,3 +320,35 @@ func BenchmarkSealOpen64(b *testing.B) {
 		}
 	}
 }
+
+func TestOpenAppendMatchesOpen(t *testing.T) {
+	k, err := NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := AAD("t", "p", "e", "NAME", "1")
+	if !bytes.Equal(AppendAAD([]byte("x"), "t", "p", "e", "NAME", "1"), append([]byte("x"), aad...)) {
+		t.Fatal("AppendAAD differs from AAD")
+	}
+	var dst, scratch []byte
+	for i, msg := range []string{"first", "", "a longer third value that needs more room"} {
+		ct, err := k.Seal([]byte(msg), aad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := len(dst)
+		dst, scratch, err = k.OpenAppend(dst, scratch, ct, aad)
+		if err != nil || string(dst[prefix:]) != msg {
+			t.Fatalf("value %d: %q %v", i, dst[prefix:], err)
+		}
+		before := len(dst)
+		if dst, scratch, err = k.OpenAppend(dst, scratch, ct, AAD("t", "p", "e", "OTHER", "1")); !errors.Is(err, ErrDecrypt) || len(dst) != before {
+			t.Fatalf("value %d under moved AAD: err %v, dst grew to %d", i, err, len(dst))
+		}
+	}
+	other, _ := NewDataKey()
+	ct, _ := other.Seal([]byte("x"), aad)
+	if _, _, err := k.OpenAppend(nil, nil, ct, aad); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("other key: %v", err)
+	}
+}

@@ -58,3 +58,20 @@ func TestAppendSecretPageMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// appendSecretPage writes a whole page as listSecrets does, from secrets whose values, if
+// any, are set.
+func appendSecretPage(b []byte, items []secrets.Secret, next string) []byte {
+	b = append(b, `{"items":[`...)
+	for i := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var value []byte
+		if items[i].Value != nil {
+			value = stringBytes(*items[i].Value)
+		}
+		b = appendSecret(b, &items[i], value, items[i].Value != nil)
+	}
+	return appendPageEnd(b, next)
+}

@@ -17,7 +17,7 @@ func (s *Server) listSecrets(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	opts := secrets.ListOptions{After: p.after, Limit: p.fetch()}
+	opts := secrets.ListOptions{After: p.after, Limit: p.limit}
 	switch c.Query("include") {
 	case "":
 	case "values":
@@ -28,27 +28,53 @@ func (s *Server) listSecrets(c *gin.Context) {
 		s.fail(c, coffer.Errorf(coffer.EINVALID, "include must be values or deleted"))
 		return
 	}
-	list, err := s.secrets.List(c.Request.Context(), actor(c), sc, opts)
+	buf := bufPool.Get().(*[]byte)
+	body := append((*buf)[:0], `{"items":[`...)
+	// Plaintext values pass through this buffer: clear it before anyone else can reuse it,
+	// whether the page was sent or not.
+	defer func() {
+		clear(body)
+		if cap(body) <= 1<<20 { // let the rare huge page go rather than pin it
+			*buf = body[:0]
+			bufPool.Put(buf)
+		}
+	}()
+	var (
+		more bool
+		last string
+		n    int
+	)
+	render := func(sec *secrets.Secret, value []byte, withValue bool) {
+		if n > 0 {
+			body = append(body, ',')
+		}
+		body = appendSecret(body, sec, value, withValue)
+		last, n = sec.Name, n+1
+	}
+	if opts.WithValues {
+		// Values are written straight from the decryption buffer into the page.
+		more, err = s.secrets.Reveal(c.Request.Context(), actor(c), sc, opts, func(sec *secrets.Secret, value []byte) {
+			render(sec, value, true)
+		})
+	} else {
+		var list []secrets.Secret
+		list, more, err = s.secrets.List(c.Request.Context(), actor(c), sc, opts)
+		for i := range list {
+			render(&list[i], nil, false)
+		}
+	}
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	next := ""
-	if len(list) > p.limit {
-		list = list[:p.limit]
-		next = encodeCursor(list[len(list)-1].Name)
+	if more {
+		next = encodeCursor(last)
 	}
-	buf := bufPool.Get().(*[]byte)
-	body := appendSecretPage((*buf)[:0], list, next)
+	body = appendPageEnd(body, next)
 	// A known length lets net/http send the page in one piece rather than chunked.
 	c.Header("Content-Length", strconv.Itoa(len(body)))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
-	// Plaintext values were in this buffer: clear it before anyone else can reuse it.
-	clear(body)
-	if cap(body) <= 1<<20 { // let the rare huge page go rather than pin it
-		*buf = body[:0]
-		bufPool.Put(buf)
-	}
 }
 
 func (s *Server) getSecret(c *gin.Context) {

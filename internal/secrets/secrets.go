@@ -76,5 +76,10 @@ const aadLabel = "coffer/secret/v1"
 // name and version fails to open anywhere else. Ids, not slugs, are bound because slugs are
 // user-facing and names of things may change.
 func AAD(tenantID, projectID, envID, name string, version int) []byte {
-	return crypto.AAD(aadLabel, tenantID, projectID, envID, name, strconv.Itoa(version))
+	return appendAAD(nil, tenantID, projectID, envID, name, version)
+}
+
+func appendAAD(dst []byte, tenantID, projectID, envID, name string, version int) []byte {
+	var v [20]byte
+	return crypto.AppendAAD(dst, aadLabel, tenantID, projectID, envID, name, string(strconv.AppendInt(v[:0], int64(version), 10)))
 }

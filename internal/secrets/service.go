@@ -128,51 +128,86 @@ func need(sc tenant.Scope, l tenant.Level) error {
 	return coffer.Errorf(coffer.ENOTFOUND, "environment not found")
 }
 
-// List returns a page of secrets; with values it records one reveal entry naming every
-// secret and version returned, durable before List returns.
-func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions) ([]Secret, error) {
-	level := tenant.LevelMetadata
-	if opts.WithValues {
-		level = tenant.LevelRead
-		opts.IncludeDeleted = false
-	}
-	if err := need(sc, level); err != nil {
-		return nil, err
-	}
-	key := listKey(sc.Environment.ID, opts)
+// page reads a page of opts.Limit records, from the listing cache when the environment is
+// unchanged since it was filled; more reports whether another page follows.
+func (s *Service) page(ctx context.Context, sc tenant.Scope, opts ListOptions) (recs []Record, more bool, err error) {
+	fetch := opts
+	fetch.Limit++ // one more than the page, to learn whether another follows
+	key := listKey(sc.Environment.ID, fetch)
 	recs, ok := s.lists.get(key, sc.Environment.Revision)
 	if !ok {
-		var err error
-		if recs, err = s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, opts); err != nil {
-			return nil, err
+		if recs, err = s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, fetch); err != nil {
+			return nil, false, err
 		}
 		s.lists.put(key, sc.Environment.Revision, recs)
 	}
-	out := make([]Secret, len(recs))
-	if !opts.WithValues {
-		for i := range recs {
-			out[i] = recs[i].Secret
+	if len(recs) > opts.Limit {
+		return recs[:opts.Limit], true, nil
+	}
+	return recs, false, nil
+}
+
+// List returns a page of secrets' metadata, or with opts.WithValues their values too (see
+// Reveal); more reports whether another page follows.
+func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions) (out []Secret, more bool, err error) {
+	if opts.WithValues {
+		more, err = s.Reveal(ctx, actor, sc, opts, func(sec *Secret, value []byte) {
+			v := string(value)
+			sec.Value = &v
+			out = append(out, *sec)
+		})
+		if err != nil {
+			return nil, false, err
 		}
-		return out, nil
+		return out, more, nil
+	}
+	if err := need(sc, tenant.LevelMetadata); err != nil {
+		return nil, false, err
+	}
+	recs, more, err := s.page(ctx, sc, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	out = make([]Secret, len(recs))
+	for i := range recs {
+		out[i] = recs[i].Secret
+	}
+	return out, more, nil
+}
+
+// Reveal opens a page of secrets and hands each, with its value, to fn. The value is valid
+// only during the call and wiped after it: fn copies what it keeps. Once every value opened,
+// one reveal entry naming each secret and version is made durable; only then does Reveal
+// return nil. On an error, the caller must discard whatever fn produced.
+func (s *Service) Reveal(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions, fn func(sec *Secret, value []byte)) (more bool, err error) {
+	if err := need(sc, tenant.LevelRead); err != nil {
+		return false, err
+	}
+	opts.WithValues, opts.IncludeDeleted = true, false
+	recs, more, err := s.page(ctx, sc, opts)
+	if err != nil {
+		return false, err
 	}
 	revealed := make(audit.RevealedSet, len(recs))
 	var o opener
+	defer o.wipe()
 	for i := range recs {
-		v, err := o.open(ctx, s.keys, sc, &recs[i])
+		value, err := o.open(ctx, s.keys, sc, &recs[i])
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		out[i] = recs[i].Secret
-		out[i].Value = &v
+		sec := recs[i].Secret
+		fn(&sec, value)
+		clear(value)
 		revealed[i] = audit.Revealed{Name: recs[i].Name, Version: recs[i].Version}
 	}
 	if len(recs) > 0 {
 		e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "environment", sc.Environment.ID, sc.Path(), map[string]any{"secrets": revealed})
 		if err := s.reveal(ctx, e); err != nil {
-			return nil, err
+			return false, err
 		}
 	}
-	return out, nil
+	return more, nil
 }
 
 // Get returns one secret with its value at a version (0: latest).
@@ -188,10 +223,12 @@ func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, n
 		return Secret{}, coffer.Errorf(coffer.ENOTFOUND, "secret %s is deleted; restore it or ask for a version", name)
 	}
 	var o opener
-	v, err := o.open(ctx, s.keys, sc, &rec)
+	defer o.wipe()
+	value, err := o.open(ctx, s.keys, sc, &rec)
 	if err != nil {
 		return Secret{}, err
 	}
+	v := string(value)
 	e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"secrets": audit.RevealedSet{{Name: name, Version: rec.Version}}})
 	if err := s.reveal(ctx, e); err != nil {
 		return Secret{}, err
@@ -208,31 +245,38 @@ func (s *Service) reveal(ctx context.Context, e audit.Entry) error {
 	return nil
 }
 
-// opener opens the ciphertexts of one request, looking each data key up once.
+// opener opens the ciphertexts of one request, looking each data key up once and reusing
+// its buffers: a value it returns is valid until the next open.
 type opener struct {
-	id  uuid.UUID
-	key *crypto.DataKey
+	id      uuid.UUID
+	key     *crypto.DataKey
+	plain   []byte
+	aad, ad []byte
 }
 
-func (o *opener) open(ctx context.Context, keys *Keyring, sc tenant.Scope, rec *Record) (string, error) {
+func (o *opener) open(ctx context.Context, keys *Keyring, sc tenant.Scope, rec *Record) ([]byte, error) {
 	id, err := crypto.KeyIDOf(rec.Ciphertext)
 	if err != nil {
-		return "", coffer.Wrap(coffer.EINTERNAL, err, "stored value is malformed")
+		return nil, coffer.Wrap(coffer.EINTERNAL, err, "stored value is malformed")
 	}
 	if o.key == nil || o.id != id {
 		k, err := keys.key(ctx, sc.Tenant.ID, sc.Project.ID, sc.Environment.ID, id)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		o.id, o.key = id, k
 	}
-	pt, err := o.key.Open(rec.Ciphertext, AAD(sc.Tenant.ID, sc.Project.ID, sc.Environment.ID, rec.Name, rec.Version))
+	o.aad = appendAAD(o.aad[:0], sc.Tenant.ID, sc.Project.ID, sc.Environment.ID, rec.Name, rec.Version)
+	o.plain, o.ad, err = o.key.OpenAppend(o.plain[:0], o.ad, rec.Ciphertext, o.aad)
 	if err != nil {
 		// Never the value, never the key: just where the integrity check failed.
-		return "", coffer.Wrap(coffer.EINTERNAL, err, "a stored value failed its integrity check")
+		return nil, coffer.Wrap(coffer.EINTERNAL, err, "a stored value failed its integrity check")
 	}
-	return string(pt), nil
+	return o.plain, nil
 }
+
+// wipe clears the plaintext buffer once the request is done with it.
+func (o *opener) wipe() { clear(o.plain[:cap(o.plain)]) }
 
 // Versions lists the versions of a secret, newest first, before the given version (0: all).
 func (s *Service) Versions(ctx context.Context, sc tenant.Scope, name string, before, limit int) ([]Version, error) {
@@ -282,11 +326,12 @@ func (s *Service) Rollback(ctx context.Context, actor audit.Actor, sc tenant.Sco
 		return Result{}, err
 	}
 	var o opener
-	v, err := o.open(ctx, s.keys, sc, &rec)
+	defer o.wipe()
+	value, err := o.open(ctx, s.keys, sc, &rec)
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := s.apply(ctx, actor, sc, []Change{{Op: OpPut, Name: name, Value: v, Note: rec.Note}}, func(r Result) audit.Entry {
+	res, err := s.apply(ctx, actor, sc, []Change{{Op: OpPut, Name: name, Value: string(value), Note: rec.Note}}, func(r Result) audit.Entry {
 		return actor.New(audit.ActionSecretRollback, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name,
 			map[string]any{"from_version": version, "version": r.Version})
 	})
