@@ -115,11 +115,10 @@ func (s *Server) authorizeScope(c *gin.Context) {
 		return
 	}
 	p, sc, err := s.auth.AuthorizeScope(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
-	if p.User.ID == "" && !s.authenticated(c, p, err) {
+	if !s.authenticated(c, p, err) {
 		return
 	}
-	c.Set(ctxPrincipal, p)
-	if err != nil {
+	if err != nil { // authenticated, but the scope is not theirs to see
 		s.fail(c, err)
 		return
 	}

@@ -58,7 +58,7 @@ func (s *Server) listSecrets(c *gin.Context) {
 		})
 	} else {
 		var list []secrets.Secret
-		list, more, err = s.secrets.List(c.Request.Context(), actor(c), sc, opts)
+		list, more, err = s.secrets.List(c.Request.Context(), sc, opts)
 		for i := range list {
 			render(&list[i], nil, false)
 		}

@@ -80,6 +80,5 @@ func AAD(tenantID, projectID, envID, name string, version int) []byte {
 }
 
 func appendAAD(dst []byte, tenantID, projectID, envID, name string, version int) []byte {
-	var v [20]byte
-	return crypto.AppendAAD(dst, aadLabel, tenantID, projectID, envID, name, string(strconv.AppendInt(v[:0], int64(version), 10)))
+	return crypto.AppendAAD(dst, aadLabel, tenantID, projectID, envID, name, strconv.Itoa(version))
 }

@@ -147,20 +147,10 @@ func (s *Service) page(ctx context.Context, sc tenant.Scope, opts ListOptions) (
 	return recs, false, nil
 }
 
-// List returns a page of secrets' metadata, or with opts.WithValues their values too (see
-// Reveal); more reports whether another page follows.
-func (s *Service) List(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions) (out []Secret, more bool, err error) {
-	if opts.WithValues {
-		more, err = s.Reveal(ctx, actor, sc, opts, func(sec *Secret, value []byte) {
-			v := string(value)
-			sec.Value = &v
-			out = append(out, *sec)
-		})
-		if err != nil {
-			return nil, false, err
-		}
-		return out, more, nil
-	}
+// List returns a page of secrets' metadata, never values (those come only through Reveal);
+// more reports whether another page follows.
+func (s *Service) List(ctx context.Context, sc tenant.Scope, opts ListOptions) (out []Secret, more bool, err error) {
+	opts.WithValues = false
 	if err := need(sc, tenant.LevelMetadata); err != nil {
 		return nil, false, err
 	}
