@@ -1,5 +1,6 @@
 // Command server runs Coffer. With no flags it serves on 127.0.0.1:8080 from ./coffer-data
 // (embedded SQLite and a generated local master key); see README.md for every setting.
+// "coffer-server keys status|rewrap|rotate" runs key operations with the same settings.
 package main
 
 import (
@@ -24,6 +25,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "keys" {
+		return app.RunKeys(ctx, args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := app.ParseConfig(args, getenv, stderr)
 	if err != nil {
 		return err

@@ -17,8 +17,8 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/crypto"
-	"github.com/cofferhq/coffer/internal/crypto/localkey"
 	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/secrets"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/tenant"
@@ -33,6 +33,10 @@ type App struct {
 	batcher  *audit.Batcher
 	listener net.Listener
 	server   *http.Server
+	rotator  *secrets.Rotator
+	metrics  *metrics.Metrics
+	// Keys is the keyring: tests and the key subcommands reach rotation through it.
+	Keys *secrets.Keyring
 	// SetupURL is the one-time setup link, empty once the instance is set up.
 	SetupURL string
 }
@@ -43,15 +47,16 @@ type Options struct {
 	QueryHook func(sql string)
 	// KeyPolicy overrides secrets.DefaultKeyPolicy (tests roll keys after a few seals).
 	KeyPolicy *secrets.KeyPolicy
+	// JobLease overrides how long a key job's claim lasts without progress (tests of a
+	// killed job resume quickly).
+	JobLease time.Duration
+	// DisableKeyCache makes every read unwrap its data key (benchmarks).
+	DisableKeyCache bool
 }
 
 // New builds the whole program from cfg and binds its listener. Stdout receives the setup
 // link; logs go to log.
 func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, opts Options) (*App, error) {
-	wrapper, err := loadKey(cfg, log)
-	if err != nil {
-		return nil, err
-	}
 	st, err := store.Open(ctx, store.Options{
 		URL:        cfg.DatabaseURL,
 		SQLitePath: filepath.Join(cfg.DataDir, "coffer.db"),
@@ -62,16 +67,38 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, op
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, Store: st}
-	if err := a.build(ctx, wrapper, stdout, opts); err != nil {
+	if err := a.build(ctx, stdout, opts); err != nil {
 		_ = st.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Writer, opts Options) error {
+func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	if err := a.migrate(ctx); err != nil {
 		return err
+	}
+	var observe KeyObserver
+	if a.cfg.MetricsListen != "" {
+		a.metrics = metrics.New(metrics.Options{ClassifyError: classifyKeyError})
+		observe = a.metrics.ObserveKMS
+	}
+	keyring, rotate, err := openKeyring(ctx, a.cfg, a.Store, a.log, observe, opts)
+	if err != nil {
+		return err
+	}
+	a.Keys = keyring
+	keks := keyring.KEKs()
+	a.rotator = secrets.NewRotator(a.Store, keyring, a.log, secrets.RotatorOptions{Batch: a.cfg.KeyJobBatch, Lease: opts.JobLease})
+	if rotate {
+		j, err := ensureRewrap(ctx, a.Store, a.rotator, keks.Current().KeyID())
+		if err != nil {
+			return err
+		}
+		a.log.Warn("data keys are wrapped under a previous key-encryption key; rewrapping them in the background", "job", j.ID)
+	}
+	if a.metrics != nil {
+		a.metrics.RegisterKeyCache(keyring.Cache().Stats)
 	}
 	views, err := web.Parse()
 	if err != nil {
@@ -79,7 +106,6 @@ func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Wr
 	}
 	a.batcher = audit.NewBatcher(a.Store, 512)
 	pub := coffer.NopPublisher{}
-	keyring := secrets.NewKeyring(wrapper, crypto.NewKeyCache(crypto.CacheOptions{}), a.Store)
 	authSvc := auth.NewService(a.Store, store.NewID)
 	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
 	policy := secrets.DefaultKeyPolicy
@@ -102,10 +128,15 @@ func (a *App) build(ctx context.Context, wrapper crypto.KeyWrapper, stdout io.Wr
 		_ = a.listener.Close()
 		return err
 	}
-	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy}, httpapi.Deps{
+	deps := httpapi.Deps{
 		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(),
-		Ready: func(ctx context.Context) error { return a.Store.Ready(ctx) },
-	})
+		Keys:  secrets.NewKeyAdmin(a.Store, keyring, a.rotator),
+		Ready: func(ctx context.Context) error { return a.ready(ctx, keks) },
+	}
+	if a.metrics != nil {
+		deps.Metrics = a.metrics
+	}
+	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy}, deps)
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -144,24 +175,20 @@ func (a *App) migrate(ctx context.Context) error {
 	}
 }
 
-// loadKey loads the local key-encryption key: COFFER_MASTER_KEY, else the key file, which is
-// created on first start only where that is a safe default.
-func loadKey(cfg Config, log *slog.Logger) (crypto.KeyWrapper, error) {
-	if cfg.MasterKey != "" {
-		return localkey.FromBase64(cfg.MasterKey)
+// ready reports whether the server can serve: the database answers and, with a remote key
+// service, the current key-encryption key is usable.
+func (a *App) ready(ctx context.Context, keks *crypto.KEKSet) error {
+	if err := a.Store.Ready(ctx); err != nil {
+		return err
 	}
-	host, _, _ := net.SplitHostPort(cfg.Listen)
-	if _, err := os.Stat(cfg.MasterKeyFile); errors.Is(err, os.ErrNotExist) && !isLoopback(host) && !cfg.Dev {
-		return nil, fmt.Errorf("refusing to generate a master key for a server on %s: provide COFFER_MASTER_KEY or an existing key file (or set COFFER_DEV=true)", cfg.Listen)
+	if p, ok := keks.Current().(crypto.Prober); ok {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := p.Probe(ctx); err != nil {
+			return coffer.Wrap(coffer.EUNAVAILABLE, err, "the key-encryption key is unavailable")
+		}
 	}
-	w, created, err := localkey.LoadOrCreate(cfg.MasterKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		log.Warn("generated a new local master key; back it up: without it no secret can be decrypted", "file", cfg.MasterKeyFile)
-	}
-	return w, nil
+	return nil
 }
 
 // bootstrap creates the first owner from COFFER_BOOTSTRAP_TOKEN, or prints a one-time setup
@@ -200,6 +227,14 @@ func (a *App) bootstrap(ctx context.Context, svc *auth.Service, stdout io.Writer
 	return setup, nil
 }
 
+// rotationProgress reports a key job's progress to the metrics.
+func (a *App) rotationProgress(j secrets.Job) {
+	if a.metrics == nil {
+		return
+	}
+	a.metrics.RotationProgress(j.Kind, j.Done, j.Total)
+}
+
 // Addr is the address the server listens on.
 func (a *App) Addr() string { return a.listener.Addr().String() }
 
@@ -207,6 +242,21 @@ func (a *App) Addr() string { return a.listener.Addr().String() }
 // audit entries are written, connections close.
 func (a *App) Serve(ctx context.Context) error {
 	a.log.Info("coffer listening", "addr", a.Addr(), "database", a.Store.Dialect())
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var metricsSrv *metrics.Server
+	if a.metrics != nil {
+		var err error
+		if metricsSrv, err = a.metrics.Serve(bg, a.cfg.MetricsListen, a.log); err != nil {
+			stopBG()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		a.log.Info("metrics listening", "addr", metricsSrv.Addr())
+	}
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		a.rotator.Run(bg, 2*time.Second, a.rotationProgress)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	var err error
@@ -217,6 +267,12 @@ func (a *App) Serve(ctx context.Context) error {
 		defer cancel()
 		err = a.server.Shutdown(shutdownCtx)
 		<-errc
+	}
+	// A key job stops between batches (its checkpoint is committed) and resumes on next start.
+	stopBG()
+	<-jobsDone
+	if metricsSrv != nil {
+		_ = metricsSrv.Wait()
 	}
 	a.batcher.Close()
 	if cerr := a.Store.Close(); err == nil {

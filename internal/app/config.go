@@ -31,6 +31,17 @@ type Config struct {
 	BehindTLSProxy bool
 	BootstrapToken string // from COFFER_BOOTSTRAP_TOKEN only
 	BootstrapEmail string
+	// PreviousMasterKeys are base64 local keys that only unwrap, while a rewrap moves their
+	// data keys to the current key (COFFER_PREVIOUS_MASTER_KEYS only, comma-separated).
+	PreviousMasterKeys []string
+
+	KMS               string // "local" or "awskms"
+	KMSKeyID          string
+	KMSRegion         string
+	KMSEndpoint       string
+	KMSPreviousKeyIDs []string
+	MetricsListen     string
+	KeyJobBatch       int
 }
 
 // Setting documents one configuration entry; README's table lists the same.
@@ -72,6 +83,14 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	boolean(&c.Dev, "dev", "COFFER_DEV", "development mode: allow plain HTTP on a non-loopback address")
 	str(&c.BaseURL, "base-url", "COFFER_BASE_URL", "", "URL users reach the server at (default http://<listen>)")
 	boolean(&c.BehindTLSProxy, "tls-proxy", "COFFER_TLS_PROXY", "a TLS-terminating proxy fronts the server (sends HSTS)")
+	var kmsPrevious, keyJobBatch string
+	str(&c.KMS, "kms", "COFFER_KMS", "local", "key-encryption key: local (master key file) or awskms")
+	str(&c.KMSKeyID, "kms-key-id", "COFFER_KMS_KEY_ID", "", "AWS KMS key id, ARN or alias (with -kms=awskms)")
+	str(&c.KMSRegion, "kms-region", "COFFER_KMS_REGION", "", "AWS region of the KMS key (default: the AWS SDK's)")
+	str(&c.KMSEndpoint, "kms-endpoint", "COFFER_KMS_ENDPOINT", "", "KMS endpoint URL (VPC endpoint or a local KMS server)")
+	str(&kmsPrevious, "kms-previous-key-ids", "COFFER_KMS_PREVIOUS_KEY_IDS", "", "comma-separated KMS key ARNs that only unwrap, until a rewrap moves their data keys")
+	str(&c.MetricsListen, "metrics-listen", "COFFER_METRICS_LISTEN", "", "address for Prometheus /metrics (off when empty)")
+	str(&keyJobBatch, "key-job-batch", "COFFER_KEY_JOB_BATCH", "1000", "items per transaction in key rotation jobs")
 	str(&c.BootstrapEmail, "bootstrap-email", "COFFER_BOOTSTRAP_EMAIL", "admin@localhost", "e-mail of the first owner created by COFFER_BOOTSTRAP_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -89,6 +108,11 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("COFFER_DB_MAX_CONNS must be a positive integer")
 	}
 	c.DBMaxConns = n
+	if c.KeyJobBatch, err = strconv.Atoi(keyJobBatch); err != nil || c.KeyJobBatch < 1 || c.KeyJobBatch > 10000 {
+		return Config{}, fmt.Errorf("COFFER_KEY_JOB_BATCH must be an integer from 1 to 10000")
+	}
+	c.KMSPreviousKeyIDs = splitList(kmsPrevious)
+	c.PreviousMasterKeys = splitList(getenv("COFFER_PREVIOUS_MASTER_KEYS"))
 	c.MasterKey = getenv("COFFER_MASTER_KEY")
 	c.BootstrapToken = getenv("COFFER_BOOTSTRAP_TOKEN")
 	if err := c.normalize(); err != nil {
@@ -97,7 +121,29 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	return c, nil
 }
 
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (c *Config) normalize() error {
+	switch c.KMS {
+	case "local":
+		if c.KMSKeyID != "" {
+			return fmt.Errorf("COFFER_KMS_KEY_ID is set but COFFER_KMS is local: set COFFER_KMS=awskms to use it")
+		}
+	case "awskms":
+		if c.KMSKeyID == "" {
+			return fmt.Errorf("COFFER_KMS=awskms needs COFFER_KMS_KEY_ID (a key id, ARN or alias)")
+		}
+	default:
+		return fmt.Errorf("COFFER_KMS must be local or awskms")
+	}
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}

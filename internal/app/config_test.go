@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -47,6 +48,8 @@ func TestConfigDefaults(t *testing.T) {
 		LogLevel:       "info",
 		LogFormat:      "text",
 		BootstrapEmail: "admin@localhost",
+		KMS:            "local",
+		KeyJobBatch:    1000,
 	}
 	cfgSamePath(t, "MasterKeyFile", c.MasterKeyFile, "./coffer-data/master.key")
 	// An empty BaseURL means "http://" plus the address actually bound, which for the
@@ -55,43 +58,59 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("BaseURL = %q, want http://127.0.0.1:8080 (or empty, derived from the listener)", c.BaseURL)
 	}
 	c.MasterKeyFile, c.BaseURL = "", ""
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
 }
 
 func TestConfigEnvOverrides(t *testing.T) {
 	env := map[string]string{
-		"COFFER_LISTEN":          "127.0.0.1:9090",
-		"COFFER_DATA_DIR":        "/var/lib/coffer",
-		"COFFER_DATABASE_URL":    "postgres://coffer@db/coffer",
-		"COFFER_DB_MAX_CONNS":    "7",
-		"COFFER_MASTER_KEY_FILE": "/etc/coffer/kek",
-		"COFFER_MASTER_KEY":      "bWFzdGVyLWtleS1mcm9tLWVudg==",
-		"COFFER_LOG_LEVEL":       "debug",
-		"COFFER_LOG_FORMAT":      "json",
-		"COFFER_DEV":             "true",
-		"COFFER_BASE_URL":        "https://coffer.example.com/",
-		"COFFER_TLS_PROXY":       "1",
-		"COFFER_BOOTSTRAP_TOKEN": "cfr_pat_" + strings.Repeat("t", 43),
-		"COFFER_BOOTSTRAP_EMAIL": "ops@example.com",
+		"COFFER_LISTEN":               "127.0.0.1:9090",
+		"COFFER_DATA_DIR":             "/var/lib/coffer",
+		"COFFER_DATABASE_URL":         "postgres://coffer@db/coffer",
+		"COFFER_DB_MAX_CONNS":         "7",
+		"COFFER_MASTER_KEY_FILE":      "/etc/coffer/kek",
+		"COFFER_MASTER_KEY":           "bWFzdGVyLWtleS1mcm9tLWVudg==",
+		"COFFER_LOG_LEVEL":            "debug",
+		"COFFER_LOG_FORMAT":           "json",
+		"COFFER_DEV":                  "true",
+		"COFFER_BASE_URL":             "https://coffer.example.com/",
+		"COFFER_TLS_PROXY":            "1",
+		"COFFER_BOOTSTRAP_TOKEN":      "cfr_pat_" + strings.Repeat("t", 43),
+		"COFFER_BOOTSTRAP_EMAIL":      "ops@example.com",
+		"COFFER_KMS":                  "awskms",
+		"COFFER_KMS_KEY_ID":           "alias/coffer",
+		"COFFER_KMS_REGION":           "eu-west-1",
+		"COFFER_KMS_ENDPOINT":         "https://kms.eu-west-1.amazonaws.com",
+		"COFFER_KMS_PREVIOUS_KEY_IDS": "arn:aws:kms:eu-west-1:111122223333:key/a, arn:aws:kms:eu-west-1:111122223333:key/b",
+		"COFFER_PREVIOUS_MASTER_KEYS": "b2xkLWtleS1vbmU=,b2xkLWtleS10d28=",
+		"COFFER_METRICS_LISTEN":       "127.0.0.1:9100",
+		"COFFER_KEY_JOB_BATCH":        "500",
 	}
 	want := app.Config{
-		Listen:         "127.0.0.1:9090",
-		DataDir:        "/var/lib/coffer",
-		DatabaseURL:    "postgres://coffer@db/coffer",
-		DBMaxConns:     7,
-		MasterKeyFile:  "/etc/coffer/kek",
-		MasterKey:      "bWFzdGVyLWtleS1mcm9tLWVudg==",
-		LogLevel:       "debug",
-		LogFormat:      "json",
-		Dev:            true,
-		BaseURL:        "https://coffer.example.com", // trailing slash trimmed
-		BehindTLSProxy: true,
-		BootstrapToken: "cfr_pat_" + strings.Repeat("t", 43),
-		BootstrapEmail: "ops@example.com",
+		Listen:             "127.0.0.1:9090",
+		DataDir:            "/var/lib/coffer",
+		DatabaseURL:        "postgres://coffer@db/coffer",
+		DBMaxConns:         7,
+		MasterKeyFile:      "/etc/coffer/kek",
+		MasterKey:          "bWFzdGVyLWtleS1mcm9tLWVudg==",
+		LogLevel:           "debug",
+		LogFormat:          "json",
+		Dev:                true,
+		BaseURL:            "https://coffer.example.com", // trailing slash trimmed
+		BehindTLSProxy:     true,
+		BootstrapToken:     "cfr_pat_" + strings.Repeat("t", 43),
+		BootstrapEmail:     "ops@example.com",
+		KMS:                "awskms",
+		KMSKeyID:           "alias/coffer",
+		KMSRegion:          "eu-west-1",
+		KMSEndpoint:        "https://kms.eu-west-1.amazonaws.com",
+		KMSPreviousKeyIDs:  []string{"arn:aws:kms:eu-west-1:111122223333:key/a", "arn:aws:kms:eu-west-1:111122223333:key/b"},
+		PreviousMasterKeys: []string{"b2xkLWtleS1vbmU=", "b2xkLWtleS10d28="},
+		MetricsListen:      "127.0.0.1:9100",
+		KeyJobBatch:        500,
 	}
-	if got := cfgMustParse(t, nil, env); got != want {
+	if got := cfgMustParse(t, nil, env); !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -309,3 +309,32 @@ func withHook(o app.Options, hook func(string)) app.Options {
 	o.QueryHook = hook
 	return o
 }
+
+// rotateAndWait starts a roll-and-reseal of one environment as token and waits until the
+// server's background runner has finished it; it returns the job id.
+func (s *server) rotateAndWait(token, tenantSlug, project, env string) string {
+	s.t.Helper()
+	j := s.must(http.StatusAccepted, "POST", "/api/v1/tenants/"+tenantSlug+"/keys/rotate", token,
+		map[string]string{"project": project, "environment": env})
+	id, _ := j.body["id"].(string)
+	return s.waitJob(token, tenantSlug, id)
+}
+
+// waitJob polls a key job until it is no longer running and fails the test unless it is done.
+func (s *server) waitJob(token, tenantSlug, id string) string {
+	s.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := s.must(http.StatusOK, "GET", "/api/v1/tenants/"+tenantSlug+"/keys/jobs/"+id, token, nil)
+		switch r.body["state"] {
+		case "done":
+			return id
+		case "failed":
+			s.t.Fatalf("key job %s failed: %s", id, r.raw)
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("key job %s still running after 60s: %s", id, r.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -204,13 +204,14 @@ func isoTenantRoutes(t *testing.T) []isoRoute {
 // isoTarget names the objects of the tenant under attack and the attacker.
 type isoTarget struct {
 	tenant, project, env, secret, userID string
+	job                                  string // a key job of the tenant
 	attackerEmail                        string
 }
 
 func (x isoTarget) fill(t *testing.T, path, tenantSlug string) string {
 	t.Helper()
 	out := strings.NewReplacer("{tenant}", tenantSlug, "{project}", x.project, "{env}", x.env,
-		"{name}", x.secret, "{user}", x.userID).Replace(path)
+		"{name}", x.secret, "{user}", x.userID, "{id}", x.job).Replace(path)
 	if strings.ContainsAny(out, "{}") {
 		t.Fatalf("route %s has a parameter this test does not know; teach it", path)
 	}
@@ -241,6 +242,10 @@ func (x isoTarget) body(r isoRoute) any {
 		return map[string]any{"value": "hijacked", "note": "hijacked"}
 	case "POST /projects/{project}/environments/{env}/secrets/{name}/rollback":
 		return map[string]any{"version": 1}
+	case "PUT /keys/kek":
+		return map[string]any{"key_id": "arn:aws:kms:us-east-1:111122223333:key/0b6c7d1e-2f3a-4b5c-9d8e-7f6a5b4c3d2e"}
+	case "POST /keys/rotate":
+		return map[string]any{"project": x.project, "environment": x.env}
 	}
 	switch r.method {
 	case "POST", "PUT", "PATCH":
@@ -377,18 +382,24 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 			envPath + "development/secrets/DEFAULT_KEY",
 			envPath + "development/secrets/DEFAULT_KEY/versions",
 		}
+		// A finished key job in each tenant, so the job route has a real target.
+		otherJob := s.rotateAndWait(bob, "other", "app", "development")
+		defaultJob := s.rotateAndWait(s.owner, "default", "web", "development")
+		// (GET …/keys is not compared: its age_seconds moves with the clock.)
+		otherReads = append(otherReads, "/api/v1/tenants/other/keys/jobs/"+otherJob)
+		defaultReads = append(defaultReads, "/api/v1/tenants/default/keys/jobs/"+defaultJob)
 		otherBefore := isoGetAll(s, bob, otherReads)
 		defaultBefore := isoGetAll(s, s.owner, defaultReads)
 
 		// The owner of "default", an instance admin, is a stranger to "other".
 		before := isoSnapshot(t, db)
-		isoAttack(t, s, s.owner, isoTarget{tenant: "other", project: "app", env: "development", secret: "DB_PASSWORD", userID: bobID, attackerEmail: ownerEmail},
+		isoAttack(t, s, s.owner, isoTarget{tenant: "other", project: "app", env: "development", secret: "DB_PASSWORD", userID: bobID, job: otherJob, attackerEmail: ownerEmail},
 			otherValue, "Other Tenant", bobEmail)
 		isoSameSnapshot(t, "requests from a non-member of tenant other", before, isoSnapshot(t, db))
 
 		// And bob is a stranger to "default".
 		before = isoSnapshot(t, db)
-		isoAttack(t, s, bob, isoTarget{tenant: "default", project: "web", env: "development", secret: "DEFAULT_KEY", userID: ownerID, attackerEmail: bobEmail},
+		isoAttack(t, s, bob, isoTarget{tenant: "default", project: "web", env: "development", secret: "DEFAULT_KEY", userID: ownerID, job: defaultJob, attackerEmail: bobEmail},
 			defaultValue, ownerEmail)
 		isoSameSnapshot(t, "requests from a non-member of tenant default", before, isoSnapshot(t, db))
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,8 +23,9 @@ type CacheOptions struct {
 // KeyCache holds unwrapped DEKs so that only a miss calls the key-encryption service. Entries
 // leave by age, by use count and, when full, oldest-loaded first; a leaving key is wiped.
 //
-// Lookups are by DEK id alone and skip whatever scope checks load performs, so a DEK served from
-// the cache is only as bound to its tenant as the AAD of the values it opens.
+// Entries are keyed by owner (the environment a key belongs to) and DEK id together: a lookup
+// made for one environment never receives another environment's key from the cache, even when
+// a ciphertext names it; it misses and goes to load, whose scope checks refuse it.
 //
 // Callers may keep using a key after it has been evicted: Wipe zeroes only the raw material and
 // leaves the AEAD working, so an in-flight Seal or Open never sees a half-wiped key.
@@ -35,8 +37,10 @@ type KeyCache struct {
 
 	flight singleflight.Group
 
+	hits, misses atomic.Uint64
+
 	mu      sync.Mutex
-	entries map[uuid.UUID]*cacheEntry
+	entries map[cacheKey]*cacheEntry
 	// oldest and newest ends of the load-order list; with a single MaxAge, load order is also
 	// expiry order, so evicting from the oldest end drops expired keys first.
 	oldest, newest *cacheEntry
@@ -44,7 +48,13 @@ type KeyCache struct {
 	generation uint64
 }
 
+type cacheKey struct {
+	owner string
+	id    uuid.UUID
+}
+
 type cacheEntry struct {
+	ck         cacheKey
 	key        *DataKey
 	expires    time.Time
 	uses       int64
@@ -58,7 +68,7 @@ func NewKeyCache(opts CacheOptions) *KeyCache {
 		maxAge:     opts.MaxAge,
 		maxUses:    opts.MaxUses,
 		now:        opts.Now,
-		entries:    make(map[uuid.UUID]*cacheEntry),
+		entries:    make(map[cacheKey]*cacheEntry),
 	}
 	if c.maxEntries <= 0 {
 		c.maxEntries = 1024
@@ -75,25 +85,50 @@ func NewKeyCache(opts CacheOptions) *KeyCache {
 	return c
 }
 
-// Get returns the DEK with this id, counting one use. On a miss, or when the cached key is too
-// old or used up, it calls load; concurrent misses for one id share a single load. load must
-// return the key with exactly this id.
-func (c *KeyCache) Get(ctx context.Context, id uuid.UUID, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+// Get returns owner's DEK with this id, counting one use. On a miss, or when the cached key is
+// too old or used up, it calls load; concurrent misses for one key share a single load. load
+// must return the key with exactly this id, and only if it belongs to owner.
+func (c *KeyCache) Get(ctx context.Context, owner string, id uuid.UUID, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+	ck := cacheKey{owner, id}
 	c.mu.Lock()
-	k := c.useLocked(id)
+	k := c.useLocked(ck)
 	c.mu.Unlock()
 	if k != nil {
+		c.hits.Add(1)
 		return k, nil
 	}
-	return c.getSlow(ctx, id, load)
+	c.misses.Add(1)
+	return c.getSlow(ctx, ck, load)
 }
 
-func (c *KeyCache) getSlow(ctx context.Context, id uuid.UUID, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+// Stats returns how many Gets were served from the cache and how many had to load.
+func (c *KeyCache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }
+
+// Add caches a key its caller has just made (a new data key, whose material it already holds),
+// so the first use after a roll does not unwrap what was wrapped a moment ago. The cache takes
+// ownership of k and wipes it on eviction.
+func (c *KeyCache) Add(owner string, k *DataKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.insertLocked(cacheKey{owner, k.ID()}, k)
+}
+
+// Evict drops and wipes one key, for example when rotation retires it.
+func (c *KeyCache) Evict(owner string, id uuid.UUID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[cacheKey{owner, id}]; e != nil {
+		c.removeLocked(e)
+	}
+}
+
+func (c *KeyCache) getSlow(ctx context.Context, ck cacheKey, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+	flightKey := ck.owner + "/" + ck.id.String()
 	for {
 		var led bool
-		ch := c.flight.DoChan(id.String(), func() (any, error) {
+		ch := c.flight.DoChan(flightKey, func() (any, error) {
 			led = true
-			return c.fill(ctx, id, load)
+			return c.fill(ctx, ck, load)
 		})
 		select {
 		case <-ctx.Done():
@@ -118,10 +153,11 @@ func isContextErr(err error) bool {
 
 // fill runs once per id at a time. Each caller sharing its result is one use: the leader's is
 // counted here, followers are few and short-lived, so they are not counted.
-func (c *KeyCache) fill(ctx context.Context, id uuid.UUID, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+func (c *KeyCache) fill(ctx context.Context, ck cacheKey, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+	id := ck.id
 	c.mu.Lock()
 	// A previous flight may have filled the entry between our miss and this flight starting.
-	k := c.useLocked(id)
+	k := c.useLocked(ck)
 	gen := c.generation
 	c.mu.Unlock()
 	if k != nil {
@@ -144,17 +180,23 @@ func (c *KeyCache) fill(ctx context.Context, id uuid.UUID, load func(ctx context
 	if gen != c.generation {
 		return k, nil
 	}
-	if old := c.entries[id]; old != nil {
+	c.insertLocked(ck, k)
+	return k, nil
+}
+
+// insertLocked caches k under ck as used once, replacing any entry there.
+func (c *KeyCache) insertLocked(ck cacheKey, k *DataKey) {
+	if old := c.entries[ck]; old != nil {
 		if old.key == k {
-			return k, nil
+			return
 		}
 		c.removeLocked(old)
 	}
 	for len(c.entries) >= c.maxEntries {
 		c.removeLocked(c.oldest)
 	}
-	e := &cacheEntry{key: k, expires: c.now().Add(c.maxAge), uses: 1}
-	c.entries[id] = e
+	e := &cacheEntry{ck: ck, key: k, expires: c.now().Add(c.maxAge), uses: 1}
+	c.entries[ck] = e
 	e.prev = c.newest
 	if c.newest != nil {
 		c.newest.next = e
@@ -162,12 +204,11 @@ func (c *KeyCache) fill(ctx context.Context, id uuid.UUID, load func(ctx context
 		c.oldest = e
 	}
 	c.newest = e
-	return k, nil
 }
 
 // useLocked returns the live cached key and counts a use, or evicts a stale entry and returns nil.
-func (c *KeyCache) useLocked(id uuid.UUID) *DataKey {
-	e := c.entries[id]
+func (c *KeyCache) useLocked(ck cacheKey) *DataKey {
+	e := c.entries[ck]
 	if e == nil {
 		return nil
 	}
@@ -191,7 +232,7 @@ func (c *KeyCache) removeLocked(e *cacheEntry) {
 		c.newest = e.prev
 	}
 	e.prev, e.next = nil, nil
-	delete(c.entries, e.key.ID())
+	delete(c.entries, e.ck)
 	e.key.Wipe()
 }
 

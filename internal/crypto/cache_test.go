@@ -34,6 +34,9 @@ type loader struct {
 	calls atomic.Int64
 }
 
+// testOwner is the environment the tests' keys belong to.
+const testOwner = "env-a"
+
 func newLoader() *loader { return &loader{id: uuid.New()} }
 
 func (l *loader) load(context.Context) (*DataKey, error) {
@@ -46,7 +49,7 @@ func (l *loader) load(context.Context) (*DataKey, error) {
 
 func get(t *testing.T, c *KeyCache, l *loader) *DataKey {
 	t.Helper()
-	k, err := c.Get(t.Context(), l.id, l.load)
+	k, err := c.Get(t.Context(), testOwner, l.id, l.load)
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
@@ -98,7 +101,7 @@ func TestKeyCacheSingleflight(t *testing.T) {
 	for i := range keys {
 		wg.Go(func() {
 			<-start
-			keys[i], errs[i] = c.Get(t.Context(), l.id, slowLoad)
+			keys[i], errs[i] = c.Get(t.Context(), testOwner, l.id, slowLoad)
 		})
 	}
 	close(start)
@@ -206,7 +209,7 @@ func TestKeyCacheLoadFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewKeyCache(CacheOptions{})
-			k, err := c.Get(t.Context(), id, tt.load)
+			k, err := c.Get(t.Context(), testOwner, id, tt.load)
 			if err == nil || k != nil {
 				t.Fatalf("Get = %v, %v; want an error", k, err)
 			}
@@ -228,7 +231,7 @@ func TestKeyCacheFollowerOutlivesCancelledLeader(t *testing.T) {
 	started := make(chan struct{})
 	leaderErr := make(chan error, 1)
 	go func() {
-		_, err := c.Get(leaderCtx, l.id, func(ctx context.Context) (*DataKey, error) {
+		_, err := c.Get(leaderCtx, testOwner, l.id, func(ctx context.Context) (*DataKey, error) {
 			close(started)
 			<-ctx.Done()
 			return nil, ctx.Err()
@@ -240,7 +243,7 @@ func TestKeyCacheFollowerOutlivesCancelledLeader(t *testing.T) {
 	followerKey := make(chan *DataKey, 1)
 	followerErr := make(chan error, 1)
 	go func() {
-		k, err := c.Get(t.Context(), l.id, l.load)
+		k, err := c.Get(t.Context(), testOwner, l.id, l.load)
 		followerKey <- k
 		followerErr <- err
 	}()
@@ -264,7 +267,7 @@ func TestKeyCacheHitDoesNotAllocate(t *testing.T) {
 	get(t, c, l)
 	ctx, load := t.Context(), l.load // a method value allocates; keep it out of the measurement
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := c.Get(ctx, l.id, load); err != nil {
+		if _, err := c.Get(ctx, testOwner, l.id, load); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -277,12 +280,12 @@ func BenchmarkKeyCacheHit(b *testing.B) {
 	c := NewKeyCache(CacheOptions{MaxUses: 1 << 62})
 	l := newLoader()
 	ctx, load := b.Context(), l.load
-	if _, err := c.Get(ctx, l.id, load); err != nil {
+	if _, err := c.Get(ctx, testOwner, l.id, load); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Get(ctx, l.id, load); err != nil {
+		if _, err := c.Get(ctx, testOwner, l.id, load); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -294,7 +297,7 @@ func TestKeyCachePurgeDuringLoadDoesNotCache(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	done := make(chan *DataKey, 1)
 	go func() {
-		k, err := c.Get(t.Context(), l.id, func(ctx context.Context) (*DataKey, error) {
+		k, err := c.Get(t.Context(), testOwner, l.id, func(ctx context.Context) (*DataKey, error) {
 			close(started)
 			<-release
 			return l.load(ctx)
@@ -313,5 +316,44 @@ func TestKeyCachePurgeDuringLoadDoesNotCache(t *testing.T) {
 	get(t, c, l)
 	if n := l.calls.Load(); n != 2 {
 		t.Fatalf("load called %d times, want 2: a load begun before Purge was cached", n)
+	}
+}
+
+func TestKeyCacheKeysAreScopedToTheirOwner(t *testing.T) {
+	c := NewKeyCache(CacheOptions{})
+	l := newLoader()
+	get(t, c, l) // warm for env-a
+	refused := errors.New("data key belongs to another environment")
+	k, err := c.Get(t.Context(), "env-b", l.id, func(context.Context) (*DataKey, error) { return nil, refused })
+	if !errors.Is(err, refused) || k != nil {
+		t.Fatalf("lookup for env-b got (%v, %v); want the loader's refusal, not env-a's cached key", k, err)
+	}
+	if hits, misses := c.Stats(); hits != 0 || misses != 2 {
+		t.Fatalf("Stats = %d hits, %d misses; want 0 and 2", hits, misses)
+	}
+	get(t, c, l)
+	if hits, _ := c.Stats(); hits != 1 {
+		t.Fatalf("hits = %d after a warm lookup, want 1", hits)
+	}
+}
+
+func TestKeyCacheAddAndEvict(t *testing.T) {
+	c := NewKeyCache(CacheOptions{})
+	k, err := NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := k.key
+	c.Add(testOwner, k)
+	got, err := c.Get(t.Context(), testOwner, k.ID(), func(context.Context) (*DataKey, error) {
+		return nil, errors.New("an added key must not be loaded")
+	})
+	if err != nil || got != k {
+		t.Fatalf("Get after Add = (%v, %v)", got, err)
+	}
+	c.Evict(testOwner, k.ID())
+	assertWiped(t, raw, k)
+	if len(c.entries) != 0 {
+		t.Fatal("Evict left the entry")
 	}
 }

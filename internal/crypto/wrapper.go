@@ -29,7 +29,12 @@ func (ec EncryptionContext) Encode() []byte {
 }
 
 // KeyWrapper wraps DEKs under a key-encryption key (KEK). Implementations: localkey (a key file)
-// and AWS KMS. Every implementation must pass cryptotest.TestKeyWrapper.
+// and awskms. Every implementation must pass cryptotest.TestKeyWrapper.
+//
+// Failures are *KeyError values of class ErrKeyUnavailable (the key cannot be used now: unknown,
+// disabled, denied, throttled, unreachable) or ErrKeyIntegrity (the wrapped key does not open
+// under this context: tampered, moved, or wrapped by another key); context cancellation is
+// returned as is. Optional abilities are the separate interfaces DataKeyGenerator and Prober.
 type KeyWrapper interface {
 	// KeyID names the key-encryption key new data keys are wrapped under.
 	KeyID() string

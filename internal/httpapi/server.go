@@ -41,6 +41,7 @@ type Server struct {
 	auth        *auth.Service
 	tenants     *tenant.Service
 	secrets     *secrets.Service
+	keyAdmin    *secrets.KeyAdmin
 	ready       Readiness
 	setup       *Setup
 	views       *template.Template
@@ -48,6 +49,7 @@ type Server struct {
 	authLimiter *attemptLimiter
 	// mintLimiter bounds how fast one user creates tokens and users (credentials).
 	mintLimiter *attemptLimiter
+	metrics     HTTPObserver // nil: no metrics
 	engine      *gin.Engine
 }
 
@@ -57,10 +59,14 @@ type Deps struct {
 	Auth    *auth.Service
 	Tenants *tenant.Service
 	Secrets *secrets.Service
+	Keys    *secrets.KeyAdmin
 	Ready   Readiness
 	Setup   *Setup
 	Views   *template.Template
 	Static  fs.FS
+	// Metrics, when set, is told of every request by route template and status. Leave it
+	// nil, not a typed nil pointer, to record nothing.
+	Metrics HTTPObserver
 }
 
 // New builds the server and its route table.
@@ -74,6 +80,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
 		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
+		metrics: d.Metrics, keyAdmin: d.Keys,
 	}
 	s.engine = s.routes()
 	return s
@@ -91,6 +98,9 @@ func (s *Server) routes() *gin.Engine {
 	// No proxy is trusted: the client address is the peer's. Behind a proxy the later
 	// deployment issue configures it explicitly.
 	_ = r.SetTrustedProxies(nil)
+	if s.metrics != nil {
+		r.Use(s.observe)
+	}
 	r.Use(withRequestID, s.secureHeaders, s.accessLog, s.recoverPanic, s.limitBody)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, coffer.Errorf(coffer.EROUTENOTFOUND, "no such route")) })
 	r.NoMethod(func(c *gin.Context) { s.fail(c, coffer.Errorf(coffer.EMETHOD, "method not allowed on this route")) })
@@ -125,6 +135,10 @@ func (s *Server) routes() *gin.Engine {
 	t.DELETE("/members/:user", s.removeMember)
 	t.GET("/projects", s.listProjects)
 	t.POST("/projects", s.createProject)
+	t.GET("/keys", s.getKeys)
+	t.PUT("/keys/kek", s.setKEK)
+	t.POST("/keys/rotate", s.rotateKeys)
+	t.GET("/keys/jobs/:id", s.getKeyJob)
 
 	p := t.Group("/projects/:project")
 	p.GET("", s.getProject)

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,18 +44,27 @@ type Result struct {
 	Created bool // the secret did not exist before
 }
 
-// Write is one all-or-nothing set of changes to an environment. The store calls Seal once per
-// put with the version it assigns, and appends Audit's entry for every result in the same
-// transaction.
+// Write is one all-or-nothing set of changes to an environment. Under the environment's row
+// lock the store reads the current data key and asks RollNeeded whether it may seal this many
+// more values; if not, it makes Roll current (or fails with ErrRollNeeded when Roll is nil, so
+// the caller makes one and tries again). It calls Seal once per put with the key and version
+// it settled on, and appends Audit's entry for every result (and RollAudit's for a roll) in the
+// same transaction.
 type Write struct {
-	TenantID string
-	EnvID    string
-	KeyID    string
-	Author   string // user id recorded on new versions
-	Changes  []Change
-	Seal     func(name string, version int, value string) ([]byte, error)
-	Audit    func(Result) audit.Entry
+	TenantID   string
+	EnvID      string
+	Author     string // user id recorded on new versions
+	Changes    []Change
+	Roll       *tenant.WrappedKey
+	RollNeeded func(current tenant.KeyInfo, seals int64) bool
+	RollAudit  func(previous tenant.KeyInfo, next tenant.WrappedKey) audit.Entry
+	Seal       func(keyID, name string, version int, value string) ([]byte, error)
+	Audit      func(Result) audit.Entry
 }
+
+// ErrRollNeeded is returned by Store.Apply when the current data key may not seal the write's
+// values and the write brought no new key.
+var ErrRollNeeded = errors.New("secrets: the environment's data key must roll first")
 
 // ListOptions selects a page of an environment's secrets.
 type ListOptions struct {
@@ -75,8 +85,6 @@ type Store interface {
 	Get(ctx context.Context, tenantID, envID, name string, version int) (Record, error)
 	Versions(ctx context.Context, tenantID, envID, name string, before, limit int) ([]Version, error)
 	Apply(ctx context.Context, w Write) ([]Result, error)
-	// RollKey stores a new data key and makes it the environment's current one.
-	RollKey(ctx context.Context, tenantID, envID string, key tenant.WrappedKey, e audit.Entry) error
 }
 
 // Auditor makes reveal entries durable before a value leaves the server.
@@ -370,34 +378,58 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 		}
 	}
 	env := *sc.Environment
-	keyID := env.Key.ID
-	if puts > 0 && s.mustRoll(env.Key, puts) {
-		var err error
-		if keyID, err = s.rollKey(ctx, actor, sc); err != nil {
+	// Fetch the sealing key before the transaction, so that the common case calls no key
+	// service while holding the environment's lock.
+	var cur *crypto.DataKey
+	if puts > 0 && !s.mustRoll(env.Key, puts) {
+		kid, err := uuid.Parse(env.Key.ID)
+		if err != nil {
+			return nil, coffer.Wrap(coffer.EINTERNAL, err, "environment key id is malformed")
+		}
+		if cur, err = s.keys.key(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, kid); err != nil {
 			return nil, err
 		}
 	}
-	kid, err := uuid.Parse(keyID)
-	if err != nil {
-		return nil, coffer.Wrap(coffer.EINTERNAL, err, "environment key id is malformed")
-	}
-	var key *crypto.DataKey
-	if puts > 0 {
-		if key, err = s.keys.key(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, kid); err != nil {
-			return nil, err
-		}
-	}
-	results, err := s.store.Apply(ctx, Write{
+	w := Write{
 		TenantID: sc.Tenant.ID,
 		EnvID:    env.ID,
-		KeyID:    keyID,
 		Author:   actor.ID,
 		Changes:  changes,
-		Seal: func(name string, version int, value string) ([]byte, error) {
+		RollNeeded: func(k tenant.KeyInfo, n int64) bool {
+			return s.mustRoll(k, n)
+		},
+		RollAudit: func(prev tenant.KeyInfo, next tenant.WrappedKey) audit.Entry {
+			return actor.New(audit.ActionKeyRoll, sc.Tenant.ID, "environment", env.ID, sc.Path(),
+				map[string]any{"previous_key": prev.ID, "key": next.ID, "kek": next.KEKID, "previous_uses": prev.Uses})
+		},
+		Seal: func(keyID, name string, version int, value string) ([]byte, error) {
+			key := cur
+			if key == nil || key.ID().String() != keyID {
+				kid, err := uuid.Parse(keyID)
+				if err != nil {
+					return nil, coffer.Wrap(coffer.EINTERNAL, err, "environment key id is malformed")
+				}
+				if key, err = s.keys.key(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, kid); err != nil {
+					return nil, err
+				}
+			}
 			return key.Seal([]byte(value), AAD(sc.Tenant.ID, sc.Project.ID, env.ID, name, version))
 		},
 		Audit: entry,
-	})
+	}
+	if puts > 0 && cur == nil {
+		if err := s.prepareRoll(ctx, sc, &w); err != nil {
+			return nil, err
+		}
+	}
+	results, err := s.store.Apply(ctx, w)
+	if errors.Is(err, ErrRollNeeded) {
+		// Another writer used the key up between our look at it and our lock: roll now.
+		if err := s.prepareRoll(ctx, sc, &w); err != nil {
+			return nil, err
+		}
+		results, err = s.store.Apply(ctx, w)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -409,22 +441,19 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 	return results, nil
 }
 
-func (s *Service) mustRoll(k tenant.KeyInfo, n int64) bool {
-	return k.Uses+n > s.policy.MaxUses || (s.policy.MaxAge > 0 && time.Since(k.CreatedAt) > s.policy.MaxAge)
+// prepareRoll makes the new data key a write brings in case its environment's current key is
+// used up. The key goes into the cache at once: it was made here and need not be unwrapped.
+// If the store finds that another writer rolled first, the new key is simply never stored.
+func (s *Service) prepareRoll(ctx context.Context, sc tenant.Scope, w *Write) error {
+	wk, dk, err := s.keys.newKey(ctx, sc.Tenant.ID, sc.Project.ID, sc.Environment.ID)
+	if err != nil {
+		return err
+	}
+	s.keys.cache.Add(sc.Environment.ID, dk)
+	w.Roll = &wk
+	return nil
 }
 
-// rollKey gives the environment a new data key before the current one passes its bounds.
-// Values sealed under older keys stay readable: each ciphertext names its key.
-func (s *Service) rollKey(ctx context.Context, actor audit.Actor, sc tenant.Scope) (string, error) {
-	env := sc.Environment
-	wk, err := s.keys.NewEnvironmentKey(ctx, sc.Tenant.ID, sc.Project.ID, env.ID)
-	if err != nil {
-		return "", err
-	}
-	e := actor.New(audit.ActionKeyRoll, sc.Tenant.ID, "environment", env.ID, sc.Path(),
-		map[string]any{"previous_key": env.Key.ID, "key": wk.ID, "kek": wk.KEKID, "previous_uses": env.Key.Uses})
-	if err := s.store.RollKey(ctx, sc.Tenant.ID, env.ID, wk, e); err != nil {
-		return "", err
-	}
-	return wk.ID, nil
+func (s *Service) mustRoll(k tenant.KeyInfo, n int64) bool {
+	return k.Uses+n > s.policy.MaxUses || (s.policy.MaxAge > 0 && time.Since(k.CreatedAt) > s.policy.MaxAge)
 }

@@ -33,21 +33,6 @@ func (r *secretRow) record() secrets.Record {
 
 const secretCols = `s.name, v.version, v.note, v.created_by, s.created_at, v.created_at AS version_created_at, s.deleted_at`
 
-// DataKey implements secrets.KeyStore.
-func (s *Store) DataKey(ctx context.Context, tenantID, envID, keyID string) (tenant.WrappedKey, error) {
-	var rows []dataKeyRow
-	err := s.db.WithContext(ctx).Raw(`SELECT * FROM data_keys WHERE tenant_id = ? AND environment_id = ? AND id = ?`,
-		tenantID, envID, keyID).Scan(&rows).Error
-	if err != nil {
-		return tenant.WrappedKey{}, dbErr(err)
-	}
-	if len(rows) == 0 {
-		return tenant.WrappedKey{}, coffer.Errorf(coffer.EINTERNAL, "a value names a data key its environment does not have")
-	}
-	r := rows[0]
-	return tenant.WrappedKey{ID: r.ID, KEKID: r.KEKID, Wrapped: r.WrappedKey, CreatedAt: r.CreatedAt}, nil
-}
-
 // List implements secrets.Store: one index range scan over the secret rows, which carry
 // their latest version.
 func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.ListOptions) ([]secrets.Record, error) {
@@ -155,6 +140,10 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 			w.TenantID, w.EnvID), "environment"); err != nil {
 			return err
 		}
+		keyID, err := s.sealingKey(tx, w)
+		if err != nil {
+			return err
+		}
 		puts := 0
 		for _, c := range w.Changes {
 			var rows []secretStateRow
@@ -173,8 +162,11 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 				if cur != nil {
 					r.Version = cur.LatestVersion + 1
 				}
-				ct, err := w.Seal(c.Name, r.Version, c.Value)
+				ct, err := w.Seal(keyID, c.Name, r.Version, c.Value)
 				if err != nil {
+					if coffer.ErrorCode(err) != coffer.EINTERNAL {
+						return err
+					}
 					return coffer.Wrap(coffer.EINTERNAL, err, "could not seal the value")
 				}
 				id := NewID()
@@ -220,7 +212,7 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 		if puts > 0 {
 			// Count seals per data key in the database, so the bound holds across replicas.
 			if err := mustAffect(tx.Exec(`UPDATE data_keys SET uses = uses + ? WHERE id = ? AND environment_id = ?`,
-				puts, w.KeyID, w.EnvID), "data key"); err != nil {
+				puts, keyID, w.EnvID), "data key"); err != nil {
 				return err
 			}
 		}
@@ -236,17 +228,53 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 	return results, nil
 }
 
-// RollKey implements secrets.Store.
-func (s *Store) RollKey(ctx context.Context, tenantID, envID string, key tenant.WrappedKey, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
-		if err := tx.Create(&dataKeyRow{ID: key.ID, TenantID: tenantID, EnvironmentID: envID, KEKID: key.KEKID,
-			WrappedKey: key.Wrapped, CreatedAt: key.CreatedAt}).Error; err != nil {
-			return err
+// sealingKey returns the data key a write seals under, read while the transaction holds the
+// environment's lock: the current key, or w.Roll made current here when the current key may
+// not seal the write's values. Concurrent writers thus roll once, not once each.
+func (s *Store) sealingKey(tx *gorm.DB, w secrets.Write) (string, error) {
+	var seals int64
+	for _, c := range w.Changes {
+		if c.Op == secrets.OpPut {
+			seals++
 		}
-		res := tx.Exec(`UPDATE environments SET current_key_id = ? WHERE tenant_id = ? AND id = ?`, key.ID, tenantID, envID)
-		if err := mustAffect(res, "environment"); err != nil {
-			return err
-		}
-		return appendAudit(tx, e)
-	})
+	}
+	if seals == 0 {
+		return "", nil
+	}
+	var rows []struct {
+		ID        string
+		Uses      int64
+		CreatedAt time.Time
+	}
+	if err := tx.Raw(`SELECT k.id, k.uses, k.created_at FROM environments e JOIN data_keys k ON k.id = e.current_key_id
+		WHERE e.tenant_id = ? AND e.id = ?`, w.TenantID, w.EnvID).Scan(&rows).Error; err != nil {
+		return "", err
+	}
+	if len(rows) == 0 {
+		return "", notFound("environment")
+	}
+	cur := tenant.KeyInfo{ID: rows[0].ID, Uses: rows[0].Uses, CreatedAt: rows[0].CreatedAt}
+	if w.RollNeeded == nil || !w.RollNeeded(cur, seals) {
+		return cur.ID, nil
+	}
+	if w.Roll == nil {
+		return "", secrets.ErrRollNeeded
+	}
+	if err := rollKey(tx, w.TenantID, w.EnvID, *w.Roll); err != nil {
+		return "", err
+	}
+	if err := appendAudit(tx, w.RollAudit(cur, *w.Roll)); err != nil {
+		return "", err
+	}
+	return w.Roll.ID, nil
+}
+
+// rollKey stores a new data key and makes it the environment's current one.
+func rollKey(tx *gorm.DB, tenantID, envID string, key tenant.WrappedKey) error {
+	if err := tx.Create(&dataKeyRow{ID: key.ID, TenantID: tenantID, EnvironmentID: envID, KEKID: key.KEKID,
+		WrappedKey: key.Wrapped, CreatedAt: key.CreatedAt}).Error; err != nil {
+		return err
+	}
+	res := tx.Exec(`UPDATE environments SET current_key_id = ? WHERE tenant_id = ? AND id = ?`, key.ID, tenantID, envID)
+	return mustAffect(res, "environment")
 }

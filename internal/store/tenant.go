@@ -64,6 +64,9 @@ type dataKeyRow struct {
 	WrappedKey    []byte
 	Uses          int64
 	CreatedAt     time.Time
+	// Filled by queries that join them, never written.
+	ProjectID string `gorm:"->"`
+	TenantKEK bool   `gorm:"column:tenant_kek;->"`
 }
 
 func (dataKeyRow) TableName() string { return "data_keys" }

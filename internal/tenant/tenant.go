@@ -61,6 +61,12 @@ type WrappedKey struct {
 	KEKID     string
 	Wrapped   []byte
 	CreatedAt time.Time
+	// TenantKEK says KEKID is a key the tenant registered (bring your own key) rather than one
+	// of the platform's.
+	TenantKEK bool
+	// PreviousKEKID is set on a rewrapped key: the KEK it was wrapped under when read, so the
+	// store replaces only a row that has not changed since.
+	PreviousKEKID string
 }
 
 // DefaultEnvironments are created with every project; production starts protected.

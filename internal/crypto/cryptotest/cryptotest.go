@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -28,11 +29,18 @@ func TestKeyWrapper(t *testing.T, w crypto.KeyWrapper) {
 
 	// Every failure is also checked for leaks: error text ends up in logs, so it must never
 	// carry the key material or the wrapped key.
-	unwrapFails := func(t *testing.T, kekID string, blob []byte, ec crypto.EncryptionContext) {
+	unwrapFails := func(t *testing.T, kekID string, blob []byte, ec crypto.EncryptionContext, class error) {
 		t.Helper()
 		got, err := w.UnwrapKey(t.Context(), kekID, blob, ec)
 		if err == nil {
 			t.Fatal("UnwrapKey succeeded, want an error")
+		}
+		if !errors.Is(err, class) {
+			t.Fatalf("UnwrapKey error %q is not of class %q", err, class)
+		}
+		var ke *crypto.KeyError
+		if !errors.As(err, &ke) || ke.Reason == "" {
+			t.Fatalf("UnwrapKey error %q is not a *crypto.KeyError giving a reason", err)
 		}
 		if got != nil {
 			t.Fatalf("UnwrapKey returned %d bytes alongside an error", len(got))
@@ -111,7 +119,7 @@ func TestKeyWrapper(t *testing.T, w crypto.KeyWrapper) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				unwrapFails(t, w.KeyID(), wrapped, tt.ec)
+				unwrapFails(t, w.KeyID(), wrapped, tt.ec, crypto.ErrKeyIntegrity)
 			})
 		}
 	})
@@ -130,15 +138,34 @@ func TestKeyWrapper(t *testing.T, w crypto.KeyWrapper) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				unwrapFails(t, w.KeyID(), tt.blob, ec)
+				unwrapFails(t, w.KeyID(), tt.blob, ec, crypto.ErrKeyIntegrity)
 			})
 		}
 	})
 
 	t.Run("unknown key-encryption key fails", func(t *testing.T) {
 		for _, kekID := range []string{"", w.KeyID() + "-unknown", "coffer-conformance-unknown-kek"} {
-			unwrapFails(t, kekID, wrapped, ec)
+			unwrapFails(t, kekID, wrapped, ec, crypto.ErrKeyUnavailable)
 		}
+	})
+
+	t.Run("generated data keys unwrap to their material", func(t *testing.T) {
+		g, ok := w.(crypto.DataKeyGenerator)
+		if !ok {
+			t.Skip("wrapper does not generate data keys")
+		}
+		m, blob, err := g.GenerateDataKey(t.Context(), ec)
+		if err != nil {
+			t.Fatalf("GenerateDataKey: %v", err)
+		}
+		if len(m) != crypto.KeySize {
+			t.Fatalf("GenerateDataKey returned %d bytes of material, want %d", len(m), crypto.KeySize)
+		}
+		got, err := w.UnwrapKey(t.Context(), w.KeyID(), blob, ec)
+		if err != nil || !bytes.Equal(got, m) {
+			t.Fatalf("generated key does not unwrap to its material: %v", err)
+		}
+		unwrapFails(t, w.KeyID(), blob, with(ec, "environment", "staging"), crypto.ErrKeyIntegrity)
 	})
 
 	t.Run("material of the wrong size is refused", func(t *testing.T) {

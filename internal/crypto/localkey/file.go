@@ -25,19 +25,20 @@ const maxFileSize = 4 << 10
 // loser loads the winner's file. If the loser reads before the winner has finished writing it
 // fails with a parse error and can simply be restarted.
 func LoadOrCreate(path string) (w *Wrapper, created bool, err error) {
-	w, err = load(path)
+	w, err = Load(path)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return w, false, err
 	}
 	w, err = create(path)
 	if errors.Is(err, fs.ErrExist) {
-		w, err = load(path)
+		w, err = Load(path)
 		return w, false, err
 	}
 	return w, err == nil, err
 }
 
-func load(path string) (*Wrapper, error) {
+// Load reads an existing key file; a missing file is fs.ErrNotExist.
+func Load(path string) (*Wrapper, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

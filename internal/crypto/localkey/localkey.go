@@ -28,7 +28,6 @@ const (
 
 // Errors are constant strings so that no input (key, blob or file content) can reach a log.
 var (
-	errUnwrap      = errors.New("localkey: cannot unwrap data key")
 	errKEKSize     = fmt.Errorf("localkey: key-encryption key must be %d bytes", crypto.KeySize)
 	errBase64      = errors.New("localkey: key-encryption key is not valid base64")
 	errMaterialLen = fmt.Errorf("localkey: data key material must be %d bytes", crypto.KeySize)
@@ -93,21 +92,22 @@ func (w *Wrapper) WrapKey(ctx context.Context, material []byte, ec crypto.Encryp
 	return w.aead.Seal(out, out, material, w.additionalData(ec)), nil
 }
 
-// UnwrapKey reverses WrapKey. Every failure returns the same error: telling a wrong context
+// UnwrapKey reverses WrapKey. A kekID other than this key's is unavailable (this server does
+// not hold that key); every other failure is the same integrity error: telling a wrong context
 // from a damaged blob helps nobody but an attacker.
 func (w *Wrapper) UnwrapKey(ctx context.Context, kekID string, wrapped []byte, ec crypto.EncryptionContext) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if kekID != w.id {
-		return nil, fmt.Errorf("localkey: unknown key-encryption key %q", kekID)
+		return nil, crypto.Unavailable(kekID, "this local master key is not loaded", nil)
 	}
 	if len(wrapped) != nonceSize+crypto.KeySize+w.aead.Overhead() {
-		return nil, errUnwrap
+		return nil, crypto.IntegrityError(w.id, "wrapped data key does not open here", nil)
 	}
 	material, err := w.aead.Open(nil, wrapped[:nonceSize], wrapped[nonceSize:], w.additionalData(ec))
 	if err != nil {
-		return nil, errUnwrap
+		return nil, crypto.IntegrityError(w.id, "wrapped data key does not open here", nil)
 	}
 	return material, nil
 }
