@@ -35,6 +35,8 @@ type App struct {
 	server   *http.Server
 	rotator  *secrets.Rotator
 	metrics  *metrics.Metrics
+	// metricsAddr is the bound metrics listener, set once Serve has started it.
+	metricsAddr chan string
 	// Keys is the keyring: tests and the key subcommands reach rotation through it.
 	Keys *secrets.Keyring
 	// SetupURL is the one-time setup link, empty once the instance is set up.
@@ -99,6 +101,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	}
 	if a.metrics != nil {
 		a.metrics.RegisterKeyCache(keyring.Cache().Stats)
+		a.metricsAddr = make(chan string, 1)
 	}
 	views, err := web.Parse()
 	if err != nil {
@@ -227,6 +230,17 @@ func (a *App) bootstrap(ctx context.Context, svc *auth.Service, stdout io.Writer
 	return setup, nil
 }
 
+// MetricsAddr waits for Serve to bind the metrics listener and returns its address; "" when
+// metrics are off.
+func (a *App) MetricsAddr() string {
+	if a.metricsAddr == nil {
+		return ""
+	}
+	addr := <-a.metricsAddr
+	a.metricsAddr <- addr
+	return addr
+}
+
 // rotationProgress reports a key job's progress to the metrics.
 func (a *App) rotationProgress(j secrets.Job) {
 	if a.metrics == nil {
@@ -251,6 +265,7 @@ func (a *App) Serve(ctx context.Context) error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		a.log.Info("metrics listening", "addr", metricsSrv.Addr())
+		a.metricsAddr <- metricsSrv.Addr()
 	}
 	jobsDone := make(chan struct{})
 	go func() {

@@ -77,6 +77,7 @@ type server struct {
 	dbURL   string
 	dataDir string
 	client  *http.Client
+	app     *app.App
 }
 
 func newToken(t *testing.T) string {
@@ -140,6 +141,7 @@ func startWith(t *testing.T, dialect, dbURL, dir string, env map[string]string, 
 		}
 	})
 	s.base = "http://" + a.Addr()
+	s.app = a
 	return s
 }
 

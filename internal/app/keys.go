@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/crypto"
 	"github.com/cofferhq/coffer/internal/crypto/awskms"
@@ -233,13 +234,19 @@ func proveKEK(ctx context.Context, st *store.Store, keks *crypto.KEKSet, id stri
 		return nil
 	}
 	tenantID, projectID, envID, wk, err := st.SampleDataKey(ctx, id)
-	if err == nil {
-		m, err := w.UnwrapKey(ctx, id, wk.Wrapped, secrets.EncryptionContext(tenantID, projectID, envID))
-		if err != nil {
-			return fmt.Errorf("the configured key-encryption key %s does not open the data keys wrapped under it: %w", id, err)
-		}
-		clear(m)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		// Configured but wrapping nothing here (a key file left behind after the move to KMS,
+		// say): recording it would make every later rotation demand a key nothing needs.
+		return nil
 	}
+	if err != nil {
+		return err
+	}
+	m, err := w.UnwrapKey(ctx, id, wk.Wrapped, secrets.EncryptionContext(tenantID, projectID, envID))
+	if err != nil {
+		return fmt.Errorf("the configured key-encryption key %s does not open the data keys wrapped under it: %w", id, err)
+	}
+	clear(m)
 	return addCheck(ctx, st, w)
 }
 

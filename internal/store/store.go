@@ -91,6 +91,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(FULL)")
+		// Deleted rows (wrapped data keys, ciphertexts) are overwritten with zeros rather
+		// than left in free pages, so a copy of the file does not hold what was deleted.
+		q.Add("_pragma", "secure_delete(ON)")
 		// Writers take the lock when they begin, so two transactions never deadlock
 		// upgrading from read to write.
 		q.Set("_txlock", "immediate")
