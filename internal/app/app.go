@@ -39,6 +39,8 @@ type App struct {
 	metricsAddr chan string
 	// Keys is the keyring: tests and the key subcommands reach rotation through it.
 	Keys *secrets.Keyring
+	// Fields seals instance-level secrets (OIDC client secrets, TOTP seeds, signing keys).
+	Fields *secrets.Fields
 	// SetupURL is the one-time setup link, empty once the instance is set up.
 	SetupURL string
 }
@@ -90,8 +92,13 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 		return err
 	}
 	a.Keys = keyring
+	a.Fields = secrets.NewFields(keyring, a.Store)
 	keks := keyring.KEKs()
-	a.rotator = secrets.NewRotator(a.Store, keyring, a.log, secrets.RotatorOptions{Batch: a.cfg.KeyJobBatch, Lease: opts.JobLease})
+	policy := secrets.DefaultKeyPolicy
+	if opts.KeyPolicy != nil {
+		policy = *opts.KeyPolicy
+	}
+	a.rotator = secrets.NewRotator(a.Store, keyring, a.log, secrets.RotatorOptions{Batch: a.cfg.KeyJobBatch, Lease: opts.JobLease, MaxKeyAge: policy.MaxAge})
 	if rotate {
 		j, err := ensureRewrap(ctx, a.Store, a.rotator, keks.Current().KeyID())
 		if err != nil {
@@ -111,10 +118,6 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	pub := coffer.NopPublisher{}
 	authSvc := auth.NewService(a.Store, store.NewID)
 	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
-	policy := secrets.DefaultKeyPolicy
-	if opts.KeyPolicy != nil {
-		policy = *opts.KeyPolicy
-	}
 	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, policy)
 
 	a.listener, err = net.Listen("tcp", a.cfg.Listen)

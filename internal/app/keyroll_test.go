@@ -61,3 +61,58 @@ func TestDataKeyRollsBeforeItsBound(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleEnvironmentRollsByAge: an environment nobody writes to still gets a new data key
+// once its key is older than the policy allows; the server's rotation runner notices at start
+// (and hourly), rolls, reseals the values and retires the old key.
+func TestIdleEnvironmentRollsByAge(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL, dir := storetest.Database(t, d)
+			owner := newToken(t)
+			env := map[string]string{"COFFER_BOOTSTRAP_TOKEN": owner}
+			policy := app.Options{KeyPolicy: &secrets.KeyPolicy{MaxUses: 1 << 30, MaxAge: time.Hour}}
+			s := startWith(t, d, dbURL, dir, env, policy)
+			s.owner = owner
+			s.withProject()
+			s.must(http.StatusCreated, "PUT", envPath+"staging/secrets/IDLE", s.owner, map[string]string{"value": "still-here"})
+			db := s.rawDB()
+			var oldKey string
+			if err := db.QueryRow(`SELECT e.current_key_id FROM environments e WHERE e.slug = 'staging'`).Scan(&oldKey); err != nil {
+				t.Fatal(err)
+			}
+			// Age the staging key only.
+			if _, err := db.Exec(s.q(`UPDATE data_keys SET created_at = ? WHERE id = ?`), time.Now().Add(-2*time.Hour).UTC(), oldKey); err != nil {
+				t.Fatal(err)
+			}
+
+			s2 := startWith(t, d, dbURL, dir, env, policy)
+			s2.owner = owner
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var keys int
+				var current string
+				if err := db.QueryRow(`SELECT COUNT(*), MAX(e.current_key_id) FROM data_keys k JOIN environments e ON e.id = k.environment_id WHERE e.slug = 'staging'`).Scan(&keys, &current); err != nil {
+					t.Fatal(err)
+				}
+				if keys == 1 && current != oldKey {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("staging still has %d data keys (current %s, old %s) 30s after start", keys, current, oldKey)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got := s2.must(http.StatusOK, "GET", envPath+"staging/secrets/IDLE", s2.owner, nil); got.body["value"] != "still-here" {
+				t.Fatalf("value after the age roll = %s", got.raw)
+			}
+			var jobs int
+			if err := db.QueryRow(`SELECT COUNT(*) FROM key_jobs WHERE kind = 'reseal'`).Scan(&jobs); err != nil {
+				t.Fatal(err)
+			}
+			if jobs != 1 {
+				t.Fatalf("%d reseal jobs, want 1: only the aged environment rolls", jobs)
+			}
+		})
+	}
+}

@@ -122,6 +122,19 @@ func (c *KeyCache) Evict(owner string, id uuid.UUID) {
 	}
 }
 
+// EvictOwner drops and wipes every key of one owner, for example a deleted environment.
+func (c *KeyCache) EvictOwner(owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e := c.oldest; e != nil; {
+		next := e.next
+		if e.ck.owner == owner {
+			c.removeLocked(e)
+		}
+		e = next
+	}
+}
+
 func (c *KeyCache) getSlow(ctx context.Context, ck cacheKey, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
 	flightKey := ck.owner + "/" + ck.id.String()
 	for {

@@ -357,3 +357,19 @@ func TestKeyCacheAddAndEvict(t *testing.T) {
 		t.Fatal("Evict left the entry")
 	}
 }
+
+func TestKeyCacheEvictOwner(t *testing.T) {
+	c := NewKeyCache(CacheOptions{})
+	a, b := newLoader(), newLoader()
+	ka := get(t, c, a)
+	raw := ka.key
+	kb, err := c.Get(t.Context(), "env-b", b.id, b.load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.EvictOwner(testOwner)
+	assertWiped(t, raw, ka)
+	if kb.Material() == nil || len(c.entries) != 1 {
+		t.Fatalf("EvictOwner dropped another owner's key (%d entries left)", len(c.entries))
+	}
+}

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -92,6 +93,13 @@ func (a *KeyAdmin) SetTenantKEK(ctx context.Context, actor audit.Actor, sc tenan
 	return a.rot.StartRewrap(ctx, actor, sc.Tenant.ID, keyID)
 }
 
+// keyOwnerCanFix lists the reasons a key is unusable that its owner fixes in KMS (422);
+// anything else (throttling, outage) is the key service being unavailable (503).
+var keyOwnerCanFix = map[string]bool{
+	"access denied": true, "disabled": true, "not found": true,
+	"pending deletion or invalid state": true, "not a symmetric encryption key": true,
+}
+
 // proveKey wraps and unwraps a throwaway key under w, bound to the tenant.
 func proveKey(ctx context.Context, w crypto.KeyWrapper, tenantID string) error {
 	dk, err := crypto.NewDataKey()
@@ -108,12 +116,12 @@ func proveKey(ctx context.Context, w crypto.KeyWrapper, tenantID string) error {
 		back, err = w.UnwrapKey(ctx, w.KeyID(), blob, ec)
 		clear(back)
 	}
+	var ke *crypto.KeyError
+	if errors.As(err, &ke) && (errors.Is(err, crypto.ErrKeyIntegrity) || keyOwnerCanFix[ke.Reason]) {
+		return coffer.Wrap(coffer.EINVALID, err, "Coffer cannot use this key ("+ke.Reason+
+			"): grant it Encrypt, Decrypt and GenerateDataKey on the key, and check the key is enabled")
+	}
 	if err != nil {
-		var ce *coffer.Error
-		if ke := (*crypto.KeyError)(nil); asKeyError(err, &ke) {
-			ce = coffer.Wrap(coffer.EINVALID, err, "Coffer cannot use this key ("+ke.Reason+"): grant it Encrypt, Decrypt and GenerateDataKey on the key, and check the key is enabled")
-			return ce
-		}
 		return keyFailure(err, true, "the key was not set")
 	}
 	return nil

@@ -42,6 +42,14 @@ func (k *Keyring) KEKs() *crypto.KEKSet { return k.keks }
 // Cache returns the data-key cache.
 func (k *Keyring) Cache() *crypto.KeyCache { return k.cache }
 
+// Forget drops the cached keys of deleted environments from this server's memory (other
+// replicas drop theirs when the cache's age bound passes).
+func (k *Keyring) Forget(envIDs ...string) {
+	for _, id := range envIDs {
+		k.cache.EvictOwner(id)
+	}
+}
+
 // EncryptionContext names the environment a data key belongs to; the wrapper authenticates it,
 // so a wrapped key moved to another environment cannot be unwrapped.
 func EncryptionContext(tenantID, projectID, envID string) crypto.EncryptionContext {
@@ -181,5 +189,3 @@ func keyFailure(err error, tenantOwned bool, consequence string) error {
 	}
 	return coffer.Wrap(coffer.EUNAVAILABLE, err, fmt.Sprintf("%s is unavailable (%s); %s", which, ke.Reason, consequence))
 }
-
-func asKeyError(err error, target **crypto.KeyError) bool { return errors.As(err, target) }

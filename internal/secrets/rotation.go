@@ -100,6 +100,9 @@ type JobStore interface {
 	// SaveReseal stores re-encrypted versions (and the secrets' latest copies), counts their
 	// seals on keyID and saves the cursor and progress.
 	SaveReseal(ctx context.Context, j Job, owner string, until time.Time, env EnvRef, keyID string, batch []SealedVersion, cursor string) error
+	// AgedEnvironments lists environments whose current data key was made before the given
+	// time and that no running reseal job covers.
+	AgedEnvironments(ctx context.Context, before time.Time, limit int) ([]EnvRef, error)
 	// RetireKeys deletes the environment's data keys other than keep, after checking that no
 	// stored value names them; it returns the ids deleted.
 	RetireKeys(ctx context.Context, env EnvRef, keep string, e func(retired []string) audit.Entry) ([]string, error)
@@ -117,6 +120,8 @@ type Rotator struct {
 	owner string
 	batch int
 	lease time.Duration
+	// maxAge rolls (and reseals) an environment whose data key is older, written to or not.
+	maxAge time.Duration
 	// wake tells Run a job was created here, so it need not wait for its next poll.
 	wake chan struct{}
 }
@@ -125,6 +130,9 @@ type Rotator struct {
 type RotatorOptions struct {
 	Batch int           // items per transaction, default 1000
 	Lease time.Duration // how long a claim lasts without progress, default 30s
+	// MaxKeyAge, when positive, makes Run start a reseal of every environment whose data key
+	// is older, so idle environments roll by age too (writes roll by age on their own).
+	MaxKeyAge time.Duration
 }
 
 // NewRotator returns a Rotator whose leases carry a random owner id.
@@ -135,7 +143,7 @@ func NewRotator(store JobStore, keys *Keyring, log *slog.Logger, opts RotatorOpt
 	if opts.Lease <= 0 {
 		opts.Lease = 30 * time.Second
 	}
-	return &Rotator{store: store, keys: keys, log: log, owner: uuid.NewString(), batch: opts.Batch, lease: opts.Lease, wake: make(chan struct{}, 1)}
+	return &Rotator{store: store, keys: keys, log: log, owner: uuid.NewString(), batch: opts.Batch, lease: opts.Lease, maxAge: opts.MaxKeyAge, wake: make(chan struct{}, 1)}
 }
 
 // StartRewrap creates a job that rewraps the data keys of tenantID ("" for every key under a
@@ -185,7 +193,14 @@ func (r *Rotator) Job(ctx context.Context, tenantID, id string) (Job, error) {
 // Run works on jobs until ctx ends: it claims any job whose lease has lapsed (new, or left by a
 // process that stopped) and runs it; between jobs it polls every interval.
 func (r *Rotator) Run(ctx context.Context, interval time.Duration, progress Progress) {
+	var swept time.Time
 	for {
+		if r.maxAge > 0 && time.Since(swept) > time.Hour {
+			if err := r.SweepAged(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("key jobs: cannot look for aged data keys", "err", err)
+			}
+			swept = time.Now()
+		}
 		for {
 			j, ok, err := r.store.ClaimJob(ctx, r.owner, time.Now().Add(r.lease))
 			if err != nil || !ok {
@@ -205,6 +220,25 @@ func (r *Rotator) Run(ctx context.Context, interval time.Duration, progress Prog
 		case <-time.After(interval):
 		}
 	}
+}
+
+// SweepAged starts a reseal job for every environment whose data key is older than the
+// rotator's MaxKeyAge.
+func (r *Rotator) SweepAged(ctx context.Context) error {
+	envs, err := r.store.AgedEnvironments(ctx, time.Now().Add(-r.maxAge), 100)
+	if err != nil {
+		return err
+	}
+	for _, env := range envs {
+		sc := tenant.Scope{Tenant: tenant.Tenant{ID: env.TenantID}, Project: &tenant.Project{ID: env.ProjectID}, Environment: &tenant.Environment{ID: env.ID}}
+		j := r.newJob(audit.System, env.TenantID, JobReseal)
+		j.ProjectID, j.EnvironmentID = env.ProjectID, env.ID
+		if _, err := r.create(ctx, j, audit.System.New(audit.ActionKeyJobStart, sc.Tenant.ID, "key_job", j.ID, env.Path,
+			map[string]any{"kind": j.Kind, "reason": "data key age"})); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RunJob claims one job and runs it to the end in the calling goroutine; it is how the server's

@@ -190,7 +190,7 @@ func (s *Service) Reveal(ctx context.Context, actor audit.Actor, sc tenant.Scope
 	var o opener
 	defer o.wipe()
 	for i := range recs {
-		value, err := o.open(ctx, s.keys, sc, &recs[i])
+		value, err := s.open(ctx, &o, sc, &recs[i])
 		if err != nil {
 			return false, err
 		}
@@ -222,7 +222,7 @@ func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, n
 	}
 	var o opener
 	defer o.wipe()
-	value, err := o.open(ctx, s.keys, sc, &rec)
+	value, err := s.open(ctx, &o, sc, &rec)
 	if err != nil {
 		return Secret{}, err
 	}
@@ -241,6 +241,26 @@ func (s *Service) reveal(ctx context.Context, e audit.Entry) error {
 		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the audit log could not record this read, so no value was returned")
 	}
 	return nil
+}
+
+// ErrUnknownDataKey is the cause when a ciphertext names a data key its environment does not
+// have: a value moved from elsewhere, or read just before a reseal retired its old key.
+var ErrUnknownDataKey = errors.New("secrets: the value names a data key its environment does not have")
+
+// open opens rec's value. A reseal re-encrypts every version before it retires the old data
+// key, so a ciphertext read just before the retirement can name a key that is gone by the time
+// it is looked up: such a version is read again, once. A value that still names a missing key
+// fails its integrity check as before.
+func (s *Service) open(ctx context.Context, o *opener, sc tenant.Scope, rec *Record) ([]byte, error) {
+	value, err := o.open(ctx, s.keys, sc, rec)
+	if !errors.Is(err, ErrUnknownDataKey) {
+		return value, err
+	}
+	again, rerr := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, rec.Name, rec.Version)
+	if rerr != nil {
+		return nil, err
+	}
+	return o.open(ctx, s.keys, sc, &again)
 }
 
 // opener opens the ciphertexts of one request, looking each data key up once and reusing
@@ -325,7 +345,7 @@ func (s *Service) Rollback(ctx context.Context, actor audit.Actor, sc tenant.Sco
 	}
 	var o opener
 	defer o.wipe()
-	value, err := o.open(ctx, s.keys, sc, &rec)
+	value, err := s.open(ctx, &o, sc, &rec)
 	if err != nil {
 		return Result{}, err
 	}

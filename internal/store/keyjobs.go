@@ -284,6 +284,19 @@ func (s *Store) JobEnvironments(ctx context.Context, j secrets.Job, afterID stri
 	return out, nil
 }
 
+// AgedEnvironments implements secrets.JobStore.
+func (s *Store) AgedEnvironments(ctx context.Context, before time.Time, limit int) ([]secrets.EnvRef, error) {
+	var out []secrets.EnvRef
+	err := s.db.WithContext(ctx).Raw(`SELECT e.id, e.tenant_id, e.project_id, t.slug || '/' || p.slug || '/' || e.slug AS path
+		FROM environments e JOIN projects p ON p.id = e.project_id JOIN tenants t ON t.id = e.tenant_id
+		JOIN data_keys k ON k.id = e.current_key_id
+		WHERE k.created_at < ? AND NOT EXISTS (SELECT 1 FROM key_jobs j WHERE j.state = 'running' AND j.kind = 'reseal'
+			AND j.tenant_id = e.tenant_id AND (j.project_id = '' OR j.project_id = e.project_id)
+			AND (j.environment_id = '' OR j.environment_id = e.id))
+		ORDER BY k.created_at LIMIT ?`, before.UTC(), limit).Scan(&out).Error
+	return out, dbErr(err)
+}
+
 // RollForJob implements secrets.JobStore.
 func (s *Store) RollForJob(ctx context.Context, j secrets.Job, owner string, until time.Time, env secrets.EnvRef, key tenant.WrappedKey, cursor string, e audit.Entry) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {

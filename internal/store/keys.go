@@ -25,7 +25,7 @@ func (s *Store) DataKey(ctx context.Context, tenantID, envID, keyID string) (ten
 		return tenant.WrappedKey{}, dbErr(err)
 	}
 	if len(rows) == 0 {
-		return tenant.WrappedKey{}, coffer.Errorf(coffer.EINTERNAL, "a stored value failed its integrity check: it names a data key its environment does not have")
+		return tenant.WrappedKey{}, coffer.Wrap(coffer.EINTERNAL, secrets.ErrUnknownDataKey, "a stored value failed its integrity check: it names a data key its environment does not have")
 	}
 	r := rows[0]
 	return tenant.WrappedKey{ID: r.ID, KEKID: r.KEKID, Wrapped: r.WrappedKey, CreatedAt: r.CreatedAt, TenantKEK: r.TenantKEK}, nil

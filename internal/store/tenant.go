@@ -422,8 +422,19 @@ func (s *Store) UpdateProject(ctx context.Context, p *tenant.Project, e audit.En
 }
 
 // DeleteProject implements tenant.Store; environments, keys and secrets cascade.
-func (s *Store) DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) error {
-	return s.changeOne(ctx, "project", e, `DELETE FROM projects WHERE tenant_id = ? AND id = ?`, tenantID, projectID)
+func (s *Store) DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) ([]string, error) {
+	var envIDs []string
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		envIDs = envIDs[:0]
+		if err := tx.Raw(`SELECT id FROM environments WHERE tenant_id = ? AND project_id = ?`, tenantID, projectID).Scan(&envIDs).Error; err != nil {
+			return err
+		}
+		if err := mustAffect(tx.Exec(`DELETE FROM projects WHERE tenant_id = ? AND id = ?`, tenantID, projectID), "project"); err != nil {
+			return err
+		}
+		return appendAudit(tx, e)
+	})
+	return envIDs, err
 }
 
 // CreateEnvironment implements tenant.Store.

@@ -182,9 +182,11 @@ func (s *Service) DeleteProject(ctx context.Context, actor audit.Actor, sc Scope
 		return coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins delete projects")
 	}
 	e := actor.New(audit.ActionProjectDelete, sc.Tenant.ID, "project", sc.Project.ID, sc.Path(), nil)
-	if err := s.store.DeleteProject(ctx, sc.Tenant.ID, sc.Project.ID, e); err != nil {
+	envIDs, err := s.store.DeleteProject(ctx, sc.Tenant.ID, sc.Project.ID, e)
+	if err != nil {
 		return err
 	}
+	s.keys.Forget(envIDs...)
 	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID})
 	return nil
 }
@@ -275,6 +277,7 @@ func (s *Service) DeleteEnvironment(ctx context.Context, actor audit.Actor, sc S
 	if err := s.store.DeleteEnvironment(ctx, env.TenantID, env.ID, e); err != nil {
 		return err
 	}
+	s.keys.Forget(env.ID)
 	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID})
 	return nil
 }

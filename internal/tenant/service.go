@@ -95,7 +95,9 @@ type Store interface {
 	// member of.
 	ListProjects(ctx context.Context, tenantID, userID string, memberOnly bool, after string, limit int) ([]Project, error)
 	UpdateProject(ctx context.Context, p *Project, e audit.Entry) error
-	DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) error
+	// DeleteProject deletes a project with its environments, their keys and secrets; it
+	// returns the ids of the environments it deleted.
+	DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) ([]string, error)
 
 	CreateEnvironment(ctx context.Context, env NewEnvironment, e audit.Entry) error
 	// ListEnvironments returns a project's environments with userID's override on each.
@@ -110,9 +112,12 @@ type Store interface {
 	RemoveProjectMember(ctx context.Context, tenantID, projectID, userID string, e audit.Entry) error
 }
 
-// KeyMaker creates the first data key of a new environment, wrapped for storage.
+// KeyMaker creates the first data key of a new environment, wrapped for storage, and forgets
+// the keys of deleted environments.
 type KeyMaker interface {
 	NewEnvironmentKey(ctx context.Context, tenantID, projectID, envID string) (WrappedKey, error)
+	// Forget drops whatever unwrapped keys of these environments are held in memory.
+	Forget(envIDs ...string)
 }
 
 // Service applies the tenancy rules on top of a Store.
