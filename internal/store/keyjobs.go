@@ -319,15 +319,17 @@ func lockEnvironment(tx *gorm.DB, tenantID, envID string) error {
 	return mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`, tenantID, envID), "environment")
 }
 
-// ResealBatch implements secrets.JobStore.
+// ResealBatch implements secrets.JobStore. The row comparison on (secret_id, version) lets
+// both databases start the primary-key scan at the checkpoint instead of reading the whole
+// environment for every batch.
 func (s *Store) ResealBatch(ctx context.Context, env secrets.EnvRef, keyID uuid.UUID, afterSecret string, afterVersion, limit int) ([]secrets.SealedVersion, error) {
 	var out []secrets.SealedVersion
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT v.secret_id, s.name, v.version, v.ciphertext
 		FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
-		WHERE s.tenant_id = ? AND s.environment_id = ? AND (v.secret_id > ? OR (v.secret_id = ? AND v.version > ?))
+		WHERE s.tenant_id = ? AND s.environment_id = ? AND (v.secret_id, v.version) > (?, ?)
 		AND `+s.keyBytes("v.ciphertext")+` <> ?
 		ORDER BY v.secret_id, v.version LIMIT ?`,
-		env.TenantID, env.ID, afterSecret, afterSecret, afterVersion, keyID[:], limit).Rows()
+		env.TenantID, env.ID, afterSecret, afterVersion, keyID[:], limit).Rows()
 	if err != nil {
 		return nil, dbErr(err)
 	}
