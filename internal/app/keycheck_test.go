@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -88,46 +87,7 @@ func dbSnapshot(t *testing.T, dialect string, db *sql.DB) map[string][]string {
 		list = `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`
 	}
 	tables := queryStrings(t, db, list)
-	out := map[string][]string{}
-	for _, table := range tables {
-		rows, err := db.Query(`SELECT * FROM ` + table)
-		if err != nil {
-			t.Fatalf("snapshot %s: %v", table, err)
-		}
-		cols, err := rows.Columns()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var lines []string
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatalf("snapshot %s: %v", table, err)
-			}
-			var b strings.Builder
-			for i, c := range cols {
-				if table == "api_tokens" && c == "last_used_at" {
-					continue
-				}
-				v := vals[i]
-				if bs, ok := v.([]byte); ok {
-					v = fmt.Sprintf("%x", bs)
-				}
-				fmt.Fprintf(&b, "%s=%v|", c, v)
-			}
-			lines = append(lines, b.String())
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("snapshot %s: %v", table, err)
-		}
-		rows.Close()
-		sort.Strings(lines)
-		out[table] = lines
-	}
+	out := snapshotTables(t, db, tables)
 	// The snapshot proves nothing unless it holds what a start could damage.
 	for _, table := range []string{"key_checks", "data_keys", "secrets", "secret_versions", "audit_entries"} {
 		if len(out[table]) == 0 {
@@ -140,29 +100,16 @@ func dbSnapshot(t *testing.T, dialect string, db *sql.DB) map[string][]string {
 // sameSnapshot fails the test when any row differs between two snapshots.
 func sameSnapshot(t *testing.T, what string, before, after map[string][]string) {
 	t.Helper()
-	tables := map[string]bool{}
+	tables := make([]string, 0, len(before))
 	for table := range before {
-		tables[table] = true
+		tables = append(tables, table)
 	}
 	for table := range after {
-		tables[table] = true
-	}
-	for table := range tables {
-		b, a := before[table], after[table]
-		if strings.Join(b, "\n") == strings.Join(a, "\n") {
-			continue
-		}
-		t.Errorf("%s changed table %s: %d rows before, %d after", what, table, len(b), len(a))
-		seen := map[string]bool{}
-		for _, l := range b {
-			seen[l] = true
-		}
-		for _, l := range a {
-			if !seen[l] {
-				t.Errorf("  new or changed row in %s: %s", table, l)
-			}
+		if _, ok := before[table]; !ok {
+			tables = append(tables, table)
 		}
 	}
+	sameTables(t, what, tables, before, after)
 }
 
 func queryStrings(t *testing.T, db *sql.DB, query string, args ...any) []string {

@@ -251,12 +251,10 @@ func proveKEK(ctx context.Context, st *store.Store, keks *crypto.KEKSet, id stri
 }
 
 func addCheck(ctx context.Context, st *store.Store, w crypto.KeyWrapper) error {
-	dk, err := crypto.NewDataKey()
+	m, err := crypto.RandomKey()
 	if err != nil {
 		return err
 	}
-	m := dk.Material()
-	dk.Wipe()
 	defer clear(m)
 	blob, err := w.WrapKey(ctx, m, keyCheckContext)
 	if err != nil {

@@ -83,3 +83,13 @@ func (k *DataKey) Wipe() {
 	clear(k.key)
 	k.key = nil
 }
+
+// RandomKey returns KeySize fresh random bytes: material for a key check or a throwaway wrap.
+// The caller wipes it.
+func RandomKey() ([]byte, error) {
+	m := make([]byte, KeySize)
+	if _, err := rand.Read(m); err != nil {
+		return nil, fmt.Errorf("crypto: generate key: %w", err)
+	}
+	return m, nil
+}

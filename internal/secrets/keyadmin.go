@@ -102,12 +102,10 @@ var keyOwnerCanFix = map[string]bool{
 
 // proveKey wraps and unwraps a throwaway key under w, bound to the tenant.
 func proveKey(ctx context.Context, w crypto.KeyWrapper, tenantID string) error {
-	dk, err := crypto.NewDataKey()
+	m, err := crypto.RandomKey()
 	if err != nil {
 		return err
 	}
-	m := dk.Material()
-	dk.Wipe()
 	defer clear(m)
 	ec := crypto.EncryptionContext{"tenant": tenantID, "purpose": "coffer key check"}
 	blob, err := w.WrapKey(ctx, m, ec)
