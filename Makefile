@@ -5,7 +5,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1 -timeout 12m
 PKGS := ./...
 
-.PHONY: test vet fmt-check postgres run bench bench-crypto bench-load build
+.PHONY: test vet fmt-check postgres run bench bench-crypto bench-load bench-keys build
 
 test: postgres vet fmt-check
 	$(GO) test $(GOFLAGS_TEST) $(PKGS)
@@ -34,7 +34,7 @@ postgres:
 run:
 	$(GO) run ./cmd/server
 
-bench: postgres bench-crypto bench-load
+bench: postgres bench-crypto bench-load bench-keys
 
 bench-crypto:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/crypto/
@@ -45,3 +45,9 @@ BENCH_DURATION ?= 10s
 BENCH_CONNS ?= 64
 bench-load:
 	$(GO) run ./tools/loadbench -duration $(BENCH_DURATION) -connections $(BENCH_CONNS)
+
+# With the key-encryption key in AWS KMS (the KMS test server): reads of the same environment
+# with the data-key cache warm and disabled, on SQLite and Postgres, counting KMS Decrypt calls;
+# then the reseal of 1,000 secrets x 100 versions on Postgres while reads continue.
+bench-keys:
+	$(GO) run ./tools/keybench -duration $(BENCH_DURATION) -connections $(BENCH_CONNS)

@@ -54,7 +54,8 @@ type Options struct {
 	// JobLease overrides how long a key job's claim lasts without progress (tests of a
 	// killed job resume quickly).
 	JobLease time.Duration
-	// DisableKeyCache makes every read unwrap its data key (benchmarks).
+	// DisableKeyCache makes every data-key lookup unwrap, each on its own (benchmarks and
+	// tests that must see every unwrap).
 	DisableKeyCache bool
 }
 

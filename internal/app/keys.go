@@ -286,7 +286,7 @@ func openKeyring(ctx context.Context, cfg Config, st *store.Store, log *slog.Log
 	}
 	cacheOpts := crypto.CacheOptions{}
 	if opts.DisableKeyCache {
-		cacheOpts.MaxUses = 1
+		cacheOpts.Disabled = true
 	}
 	return secrets.NewKeyring(keks, crypto.NewKeyCache(cacheOpts), st), rotate, nil
 }

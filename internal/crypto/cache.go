@@ -18,6 +18,9 @@ type CacheOptions struct {
 	MaxAge     time.Duration // default 5 minutes, counted from when the key was loaded
 	MaxUses    int64         // default 100000 Gets per load
 	Now        func() time.Time
+	// Disabled makes every Get call load, with nothing cached or shared between callers:
+	// benchmarks compare against it. Keys it returns are the caller's.
+	Disabled bool
 }
 
 // KeyCache holds unwrapped DEKs so that only a miss calls the key-encryption service. Entries
@@ -34,6 +37,7 @@ type KeyCache struct {
 	maxAge     time.Duration
 	maxUses    int64
 	now        func() time.Time
+	disabled   bool
 
 	flight singleflight.Group
 
@@ -68,6 +72,7 @@ func NewKeyCache(opts CacheOptions) *KeyCache {
 		maxAge:     opts.MaxAge,
 		maxUses:    opts.MaxUses,
 		now:        opts.Now,
+		disabled:   opts.Disabled,
 		entries:    make(map[cacheKey]*cacheEntry),
 	}
 	if c.maxEntries <= 0 {
@@ -89,6 +94,10 @@ func NewKeyCache(opts CacheOptions) *KeyCache {
 // too old or used up, it calls load; concurrent misses for one key share a single load. load
 // must return the key with exactly this id, and only if it belongs to owner.
 func (c *KeyCache) Get(ctx context.Context, owner string, id uuid.UUID, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
+	if c.disabled {
+		c.misses.Add(1)
+		return loadChecked(ctx, id, load)
+	}
 	ck := cacheKey{owner, id}
 	c.mu.Lock()
 	k := c.useLocked(ck)
@@ -108,6 +117,9 @@ func (c *KeyCache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misse
 // so the first use after a roll does not unwrap what was wrapped a moment ago. The cache takes
 // ownership of k and wipes it on eviction.
 func (c *KeyCache) Add(owner string, k *DataKey) {
+	if c.disabled {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.insertLocked(cacheKey{owner, k.ID()}, k)
@@ -177,6 +189,22 @@ func (c *KeyCache) fill(ctx context.Context, ck cacheKey, load func(ctx context.
 		return k, nil
 	}
 
+	k, err := loadChecked(ctx, id, load)
+	if err != nil {
+		return nil, err
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.generation {
+		return k, nil
+	}
+	c.insertLocked(ck, k)
+	return k, nil
+}
+
+// loadChecked calls load and checks it returned the key asked for.
+func loadChecked(ctx context.Context, id uuid.UUID, load func(ctx context.Context) (*DataKey, error)) (*DataKey, error) {
 	k, err := load(ctx)
 	if err != nil {
 		return nil, err
@@ -187,13 +215,6 @@ func (c *KeyCache) fill(ctx context.Context, ck cacheKey, load func(ctx context.
 	if k.ID() != id {
 		return nil, fmt.Errorf("crypto: key loader returned data key %s for %s", k.ID(), id)
 	}
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.generation {
-		return k, nil
-	}
-	c.insertLocked(ck, k)
 	return k, nil
 }
 

@@ -373,3 +373,17 @@ func TestKeyCacheEvictOwner(t *testing.T) {
 		t.Fatalf("EvictOwner dropped another owner's key (%d entries left)", len(c.entries))
 	}
 }
+
+func TestKeyCacheDisabledLoadsEveryTime(t *testing.T) {
+	c := NewKeyCache(CacheOptions{Disabled: true})
+	l := newLoader()
+	for range 3 {
+		get(t, c, l)
+	}
+	if n := l.calls.Load(); n != 3 {
+		t.Fatalf("disabled cache loaded %d times for 3 Gets, want 3", n)
+	}
+	if len(c.entries) != 0 {
+		t.Fatal("disabled cache kept an entry")
+	}
+}

@@ -69,6 +69,8 @@ type SealedVersion struct {
 	Name       string
 	Version    int
 	Ciphertext []byte
+	// Latest says the secret row keeps a copy of this version's ciphertext, to rewrite too.
+	Latest bool
 }
 
 // JobStore persists rotation jobs and does their batches, each in one transaction. Every
@@ -465,6 +467,25 @@ func (r *Rotator) resealEnv(ctx context.Context, j *Job, env EnvRef, cur resealC
 		ad    []byte
 	)
 	defer func() { clear(plain[:cap(plain)]) }()
+	// One batch is saved while the next is read and re-encrypted, on another connection.
+	// Saves stay in order (each waits for the one before), so the committed checkpoint always
+	// covers exactly the batches committed before it.
+	var saving *pendingSave
+	finish := func() error {
+		if saving == nil {
+			return nil
+		}
+		err := <-saving.done
+		if err == nil {
+			j.Cursor, j.Done = saving.cursor, j.Done+int64(saving.n)
+			if progress != nil {
+				progress(*j)
+			}
+		}
+		saving = nil
+		return err
+	}
+	defer func() { _ = finish() }()
 	for {
 		batch, err := r.store.ResealBatch(ctx, env, newID, cur.Secret, cur.Version, r.batch)
 		if err != nil {
@@ -496,13 +517,16 @@ func (r *Rotator) resealEnv(ctx context.Context, j *Job, env EnvRef, cur resealC
 		}
 		last := batch[len(batch)-1]
 		cur.Secret, cur.Version = last.SecretID, last.Version
-		if err := r.store.SaveReseal(ctx, *j, r.owner, time.Now().Add(r.lease), env, cur.Key, batch, cur.String()); err != nil {
+		if err := finish(); err != nil {
 			return err
 		}
-		j.Cursor, j.Done = cur.String(), j.Done+int64(len(batch))
-		if progress != nil {
-			progress(*j)
-		}
+		saving = &pendingSave{n: len(batch), cursor: cur.String(), done: make(chan error, 1)}
+		go func(job Job, keyID string, ps *pendingSave) {
+			ps.done <- r.store.SaveReseal(ctx, job, r.owner, time.Now().Add(r.lease), env, keyID, batch, ps.cursor)
+		}(*j, cur.Key, saving)
+	}
+	if err := finish(); err != nil {
+		return err
 	}
 	retired, err := r.store.RetireKeys(ctx, env, cur.Key, func(ids []string) audit.Entry {
 		return audit.System.New(audit.ActionKeyRetire, env.TenantID, "environment", env.ID, env.Path,
@@ -517,6 +541,13 @@ func (r *Rotator) resealEnv(ctx context.Context, j *Job, env EnvRef, cur resealC
 		}
 	}
 	return nil
+}
+
+// pendingSave is a reseal batch being saved in the background.
+type pendingSave struct {
+	n      int
+	cursor string
+	done   chan error
 }
 
 // ErrLeaseLost is returned by a batch when another process has taken the job over.

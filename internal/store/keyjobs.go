@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 
 	"github.com/cofferhq/coffer"
@@ -324,19 +325,19 @@ func lockEnvironment(tx *gorm.DB, tenantID, envID string) error {
 // environment for every batch.
 func (s *Store) ResealBatch(ctx context.Context, env secrets.EnvRef, keyID uuid.UUID, afterSecret string, afterVersion, limit int) ([]secrets.SealedVersion, error) {
 	var out []secrets.SealedVersion
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT v.secret_id, s.name, v.version, v.ciphertext
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT v.secret_id, s.name, v.version, v.ciphertext, v.version = s.latest_version
 		FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
-		WHERE s.tenant_id = ? AND s.environment_id = ? AND (v.secret_id, v.version) > (?, ?)
+		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.id >= ? AND (v.secret_id, v.version) > (?, ?)
 		AND `+s.keyBytes("v.ciphertext")+` <> ?
 		ORDER BY v.secret_id, v.version LIMIT ?`,
-		env.TenantID, env.ID, afterSecret, afterVersion, keyID[:], limit).Rows()
+		env.TenantID, env.ID, afterSecret, afterSecret, afterVersion, keyID[:], limit).Rows()
 	if err != nil {
 		return nil, dbErr(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var v secrets.SealedVersion
-		if err := rows.Scan(&v.SecretID, &v.Name, &v.Version, &v.Ciphertext); err != nil {
+		if err := rows.Scan(&v.SecretID, &v.Name, &v.Version, &v.Ciphertext, &v.Latest); err != nil {
 			return nil, dbErr(err)
 		}
 		out = append(out, v)
@@ -345,25 +346,19 @@ func (s *Store) ResealBatch(ctx context.Context, env secrets.EnvRef, keyID uuid.
 }
 
 // SaveReseal implements secrets.JobStore: one statement rewrites the batch's versions, one the
-// secrets' copies of their latest versions.
+// secrets' copies of those that are latest.
 func (s *Store) SaveReseal(ctx context.Context, j secrets.Job, owner string, until time.Time, env secrets.EnvRef, keyID string, batch []secrets.SealedVersion, cursor string) error {
+	latest := make([]secrets.SealedVersion, 0, len(batch))
+	for _, v := range batch {
+		if v.Latest {
+			latest = append(latest, v)
+		}
+	}
 	return s.tx(ctx, func(tx *gorm.DB) error {
 		if err := lockEnvironment(tx, env.TenantID, env.ID); err != nil {
 			return err
 		}
-		values, args := s.valuesList(batch)
-		var vq, sq string
-		if s.dialect == Postgres {
-			vq = `UPDATE secret_versions v SET ciphertext = d.ct FROM (VALUES ` + values + `) AS d(sid, ver, ct)
-				WHERE v.secret_id = d.sid AND v.version = d.ver`
-			sq = `UPDATE secrets s SET ciphertext = d.ct FROM (VALUES ` + values + `) AS d(sid, ver, ct)
-				WHERE s.id = d.sid AND s.latest_version = d.ver AND s.environment_id = ?`
-		} else {
-			vq = `WITH d(sid, ver, ct) AS (VALUES ` + values + `) UPDATE secret_versions SET ciphertext = d.ct FROM d
-				WHERE secret_versions.secret_id = d.sid AND secret_versions.version = d.ver`
-			sq = `WITH d(sid, ver, ct) AS (VALUES ` + values + `) UPDATE secrets SET ciphertext = d.ct FROM d
-				WHERE secrets.id = d.sid AND secrets.latest_version = d.ver AND secrets.environment_id = ?`
-		}
+		vq, args := s.batchUpdate(`secret_versions`, `secret_id`, `version`, batch)
 		res := tx.Exec(vq, args...)
 		if res.Error != nil {
 			return res.Error
@@ -371,8 +366,11 @@ func (s *Store) SaveReseal(ctx context.Context, j secrets.Job, owner string, unt
 		if res.RowsAffected != int64(len(batch)) {
 			return coffer.Errorf(coffer.ECONFLICT, "versions changed during the reseal; the batch will be retried")
 		}
-		if err := tx.Exec(sq, append(args, env.ID)...).Error; err != nil {
-			return err
+		if len(latest) > 0 {
+			sq, args := s.batchUpdate(`secrets`, `id`, `latest_version`, latest)
+			if err := tx.Exec(sq, args...).Error; err != nil {
+				return err
+			}
 		}
 		if err := mustAffect(tx.Exec(`UPDATE data_keys SET uses = uses + ? WHERE id = ? AND environment_id = ?`,
 			len(batch), keyID, env.ID), "data key"); err != nil {
@@ -382,10 +380,21 @@ func (s *Store) SaveReseal(ctx context.Context, j secrets.Job, owner string, unt
 	})
 }
 
-func (s *Store) valuesList(batch []secrets.SealedVersion) (string, []any) {
-	row := "(?, ?, ?)"
+// batchUpdate builds one statement that sets the ciphertext of table's rows matching each
+// version's (id, version) pair. Postgres gets three arrays to unnest, so the plan is index
+// lookups with three parameters; SQLite gets a VALUES list (it has no arrays).
+func (s *Store) batchUpdate(table, idCol, versionCol string, batch []secrets.SealedVersion) (string, []any) {
 	if s.dialect == Postgres {
-		row = "(?::text, ?::integer, ?::bytea)"
+		ids := make([]string, len(batch))
+		vers := make([]int32, len(batch))
+		cts := make([][]byte, len(batch))
+		for i, v := range batch {
+			ids[i], vers[i], cts[i] = v.SecretID, int32(v.Version), v.Ciphertext
+		}
+		q := `UPDATE ` + table + ` t SET ciphertext = d.ct FROM unnest(?::text[], ?::integer[], ?::bytea[]) AS d(sid, ver, ct)
+			WHERE t.` + idCol + ` = d.sid AND t.` + versionCol + ` = d.ver`
+		// pgtype.Array, not plain slices: gorm would expand a slice into a parameter list.
+		return q, []any{pgArray(ids), pgArray(vers), pgArray(cts)}
 	}
 	var b strings.Builder
 	args := make([]any, 0, 3*len(batch))
@@ -393,10 +402,16 @@ func (s *Store) valuesList(batch []secrets.SealedVersion) (string, []any) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(row)
+		b.WriteString("(?, ?, ?)")
 		args = append(args, v.SecretID, v.Version, v.Ciphertext)
 	}
-	return b.String(), args
+	q := `WITH d(sid, ver, ct) AS (VALUES ` + b.String() + `) UPDATE ` + table + ` SET ciphertext = d.ct FROM d
+		WHERE ` + table + `.` + idCol + ` = d.sid AND ` + table + `.` + versionCol + ` = d.ver`
+	return q, args
+}
+
+func pgArray[T any](elems []T) pgtype.Array[T] {
+	return pgtype.Array[T]{Elements: elems, Dims: []pgtype.ArrayDimension{{Length: int32(len(elems)), LowerBound: 1}}, Valid: true}
 }
 
 // RetireKeys implements secrets.JobStore: it deletes the environment's data keys that are

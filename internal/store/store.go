@@ -265,6 +265,8 @@ func dbErr(err error) error {
 	var sqliteErr *gosqlite.Error
 	if errors.As(err, &sqliteErr) {
 		switch sqliteErr.Code() & 0xff {
+		case 9: // SQLITE_INTERRUPT: the request's context ended
+			return coffer.Wrap(coffer.EUNAVAILABLE, err, "the request was cancelled")
 		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
 			return coffer.Wrap(coffer.EUNAVAILABLE, err, "the database is busy; retry")
 		case 10, 13, 14: // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/loadgen"
+	"github.com/cofferhq/coffer/tools/internal/benchdb"
 )
 
 const (
@@ -42,7 +43,7 @@ func measure(ctx context.Context, o options, dialect string, stderr io.Writer) (
 
 	dbURL := ""
 	if dialect == postgres {
-		db, err := createDatabase(ctx, o.postgresURL)
+		db, err := benchdb.Create(ctx, o.postgresURL, "coffer_bench_")
 		if err != nil {
 			res.err = err
 			return res
@@ -50,11 +51,11 @@ func measure(ctx context.Context, o options, dialect string, stderr io.Writer) (
 		// Deferred before the server starts, so it runs after the server has stopped and
 		// closed its pool; FORCE covers any connection left behind.
 		defer func() {
-			if err := db.drop(); err != nil {
+			if err := db.Drop(); err != nil {
 				res.err = errors.Join(res.err, err)
 			}
 		}()
-		dbURL = db.url
+		dbURL = db.URL
 	}
 
 	srv, err := startCoffer(ctx, o, dialect, dataDir, dbURL, stderr)

@@ -1,4 +1,6 @@
-package main
+// Package benchdb creates and drops the temporary Postgres databases the benchmark tools run
+// against, so a benchmark never touches an existing database.
+package benchdb
 
 import (
 	"context"
@@ -12,15 +14,16 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver for creating the temporary database
 )
 
-// tempDB is a database created for one run on the server at -postgres-url.
-type tempDB struct {
+// DB is a database created for one benchmark run on the server at -postgres-url.
+type DB struct {
 	admin *sql.DB
 	name  string
-	url   string
+	// URL connects to the new database.
+	URL string
 }
 
-// createDatabase creates an empty, randomly named database; drop removes it.
-func createDatabase(ctx context.Context, adminURL string) (*tempDB, error) {
+// Create makes an empty database named prefix plus random hex; Drop removes it.
+func Create(ctx context.Context, adminURL, prefix string) (*DB, error) {
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		// The parse error quotes the URL, which may hold a password.
@@ -43,19 +46,19 @@ func createDatabase(ctx context.Context, adminURL string) (*tempDB, error) {
 		return nil, err
 	}
 	// The name is made here from hex digits only, so it is safe to splice into the statement
-	// (CREATE DATABASE takes no parameters).
-	name := "coffer_bench_" + hex.EncodeToString(b[:])
+	// (CREATE DATABASE takes no parameters); prefix is the caller's constant.
+	name := prefix + hex.EncodeToString(b[:])
 	if _, err := admin.ExecContext(pingCtx, "CREATE DATABASE "+name); err != nil {
 		_ = admin.Close()
 		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
 	u.Path = "/" + name
-	return &tempDB{admin: admin, name: name, url: u.String()}, nil
+	return &DB{admin: admin, name: name, URL: u.String()}, nil
 }
 
-// drop removes the database even while the run is being interrupted, which is why it takes
+// Drop removes the database even while the run is being interrupted, which is why it takes
 // no context from the caller; FORCE ends any session still connected to it.
-func (d *tempDB) drop() error {
+func (d *DB) Drop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, err := d.admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+d.name+" WITH (FORCE)")
