@@ -300,7 +300,15 @@ func ensureRewrap(ctx context.Context, st *store.Store, r *secrets.Rotator, targ
 	if ok && j.TargetKEK == target {
 		return j, nil
 	}
-	return r.StartRewrap(ctx, audit.System, "", target)
+	j, err = r.StartRewrap(ctx, audit.System, "", target)
+	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+		// Another replica started it, or a rewrap to an earlier key is still running: that
+		// one finishes first, and this replica's next start rewraps what it left.
+		if j, ok, rerr := st.RunningJob(ctx, "", secrets.JobRewrap); rerr == nil && ok {
+			return j, nil
+		}
+	}
+	return j, err
 }
 
 // classifyKeyError names the outcome of a KMS call for metrics.

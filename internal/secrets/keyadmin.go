@@ -35,7 +35,8 @@ type TenantKeys struct {
 // KeyAdminStore holds what tenant key administration reads and changes.
 type KeyAdminStore interface {
 	TenantKeys(ctx context.Context, tenantID, platformKEK string) (TenantKeys, error)
-	SetTenantKEK(ctx context.Context, tenantID, kekID string, e audit.Entry) error
+	// SetTenantKEK sets the tenant's KEK and creates the rewrap job in one transaction.
+	SetTenantKEK(ctx context.Context, tenantID, kekID string, e audit.Entry, job Job, jobEntry audit.Entry) error
 	// ResolveScope finds a project (and environment) of the tenant by slugs; ENOTFOUND if absent.
 	ResolveScope(ctx context.Context, tenantID, projectSlug, envSlug string) (tenant.Scope, error)
 }
@@ -87,10 +88,12 @@ func (a *KeyAdmin) SetTenantKEK(ctx context.Context, actor audit.Actor, sc tenan
 		return Job{}, err
 	}
 	e := actor.New(audit.ActionTenantKEKSet, sc.Tenant.ID, "tenant", sc.Tenant.ID, sc.Tenant.Slug, map[string]any{"kek": keyID})
-	if err := a.store.SetTenantKEK(ctx, sc.Tenant.ID, keyID, e); err != nil {
+	j, je := a.rot.rewrapJob(actor, sc.Tenant.ID, keyID)
+	if err := a.store.SetTenantKEK(ctx, sc.Tenant.ID, keyID, e, j, je); err != nil {
 		return Job{}, err
 	}
-	return a.rot.StartRewrap(ctx, actor, sc.Tenant.ID, keyID)
+	a.rot.wakeUp()
+	return a.rot.Job(ctx, sc.Tenant.ID, j.ID)
 }
 
 // keyOwnerCanFix lists the reasons a key is unusable that its owner fixes in KMS (422);

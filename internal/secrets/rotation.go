@@ -151,10 +151,24 @@ func NewRotator(store JobStore, keys *Keyring, log *slog.Logger, opts RotatorOpt
 // StartRewrap creates a job that rewraps the data keys of tenantID ("" for every key under a
 // platform KEK, and the platform keys) under target.
 func (r *Rotator) StartRewrap(ctx context.Context, actor audit.Actor, tenantID, target string) (Job, error) {
+	j, e := r.rewrapJob(actor, tenantID, target)
+	return r.create(ctx, j, e)
+}
+
+// rewrapJob makes a rewrap job and its audit entry, not yet stored.
+func (r *Rotator) rewrapJob(actor audit.Actor, tenantID, target string) (Job, audit.Entry) {
 	j := r.newJob(actor, tenantID, JobRewrap)
 	j.TargetKEK = target
-	return r.create(ctx, j, actor.New(audit.ActionKeyJobStart, tenantID, "key_job", j.ID, "rewrap to "+target,
-		map[string]any{"kind": j.Kind, "target_kek": target}))
+	return j, actor.New(audit.ActionKeyJobStart, tenantID, "key_job", j.ID, "rewrap to "+target,
+		map[string]any{"kind": j.Kind, "target_kek": target})
+}
+
+// wakeUp tells Run a job was created, so it need not wait for its next poll.
+func (r *Rotator) wakeUp() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // StartReseal creates a job that rolls and reseals the environments of a tenant, or of one of
@@ -175,10 +189,7 @@ func (r *Rotator) create(ctx context.Context, j Job, e audit.Entry) (Job, error)
 	if err := r.store.CreateJob(ctx, j, e); err != nil {
 		return Job{}, err
 	}
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.wakeUp()
 	return r.store.Job(ctx, j.TenantID, j.ID)
 }
 

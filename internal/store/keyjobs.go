@@ -54,7 +54,32 @@ func (s *Store) keyBytes(col string) string {
 
 // CreateJob implements secrets.JobStore; the total is counted in the same transaction.
 func (s *Store) CreateJob(ctx context.Context, j secrets.Job, e audit.Entry) error {
-	return s.tx(ctx, func(tx *gorm.DB) error {
+	return s.tx(ctx, func(tx *gorm.DB) error { return s.createJob(tx, j, e) })
+}
+
+// keyJobLock serialises the creation of key jobs across replicas on Postgres (SQLite's
+// immediate transactions already are), so two overlapping jobs can never both start.
+const keyJobLock = 0x636f66666572 // "coffer"
+
+// createJob refuses a job whose scope overlaps a running job of the same kind: two reseals
+// of one environment would re-encrypt each other's work, two rewraps would move keys to and
+// fro. The check and the insert run under one lock.
+func (s *Store) createJob(tx *gorm.DB, j secrets.Job, e audit.Entry) error {
+	if s.dialect == Postgres {
+		if err := tx.Exec(`SELECT pg_advisory_xact_lock(?)`, keyJobLock).Error; err != nil {
+			return err
+		}
+	}
+	var running []string
+	if err := tx.Raw(`SELECT id FROM key_jobs WHERE state = 'running' AND kind = ? AND COALESCE(tenant_id, '') = ?
+		AND (project_id = '' OR ? = '' OR project_id = ?) AND (environment_id = '' OR ? = '' OR environment_id = ?)`,
+		j.Kind, j.TenantID, j.ProjectID, j.ProjectID, j.EnvironmentID, j.EnvironmentID).Scan(&running).Error; err != nil {
+		return err
+	}
+	if len(running) > 0 {
+		return coffer.Errorf(coffer.ECONFLICT, "%s job %s is still running for this scope; wait for it to finish", j.Kind, running[0])
+	}
+	{
 		var total int64
 		var err error
 		switch j.Kind {
@@ -76,7 +101,7 @@ func (s *Store) CreateJob(ctx context.Context, j secrets.Job, e audit.Entry) err
 			return err
 		}
 		return appendAudit(tx, e)
-	})
+	}
 }
 
 // rewrapScope selects the data keys (alias k) a rewrap job moves: a tenant's keys, or every key

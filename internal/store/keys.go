@@ -171,9 +171,13 @@ func (s *Store) TenantKeys(ctx context.Context, tenantID, platformKEK string) (s
 }
 
 // SetTenantKEK implements secrets.KeyAdminStore: the tenant's KEK changes and is registered, so
-// that data keys wrapped under it may be sent to the KMS.
-func (s *Store) SetTenantKEK(ctx context.Context, tenantID, kekID string, e audit.Entry) error {
+// that data keys wrapped under it may be sent to the KMS, and the rewrap job that moves the
+// existing keys is created, all in one transaction.
+func (s *Store) SetTenantKEK(ctx context.Context, tenantID, kekID string, e audit.Entry, job secrets.Job, jobEntry audit.Entry) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := s.createJob(tx, job, jobEntry); err != nil {
+			return err
+		}
 		if err := mustAffect(tx.Exec(`UPDATE tenants SET kek_id = ?, updated_at = ? WHERE id = ?`, kekID, time.Now().UTC(), tenantID), "tenant"); err != nil {
 			return err
 		}
