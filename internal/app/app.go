@@ -143,7 +143,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	if a.metrics != nil {
 		deps.Metrics = a.metrics
 	}
-	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy}, deps)
+	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy, TrustedProxies: a.cfg.TrustedProxies}, deps)
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,

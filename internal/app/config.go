@@ -41,7 +41,9 @@ type Config struct {
 	KMSEndpoint       string
 	KMSPreviousKeyIDs []string
 	MetricsListen     string
-	KeyJobBatch       int
+	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For is believed.
+	TrustedProxies []string
+	KeyJobBatch    int
 }
 
 // Setting documents one configuration entry; README's table lists the same.
@@ -83,7 +85,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	boolean(&c.Dev, "dev", "COFFER_DEV", "development mode: allow plain HTTP on a non-loopback address")
 	str(&c.BaseURL, "base-url", "COFFER_BASE_URL", "", "URL users reach the server at (default http://<listen>)")
 	boolean(&c.BehindTLSProxy, "tls-proxy", "COFFER_TLS_PROXY", "a TLS-terminating proxy fronts the server (sends HSTS)")
-	var kmsPrevious, keyJobBatch string
+	var kmsPrevious, keyJobBatch, trustedProxies string
+	str(&trustedProxies, "trusted-proxies", "COFFER_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none)")
 	str(&c.KMS, "kms", "COFFER_KMS", "local", "key-encryption key: local (master key file) or awskms")
 	str(&c.KMSKeyID, "kms-key-id", "COFFER_KMS_KEY_ID", "", "AWS KMS key id, ARN or alias (with -kms=awskms)")
 	str(&c.KMSRegion, "kms-region", "COFFER_KMS_REGION", "", "AWS region of the KMS key (default: the AWS SDK's)")
@@ -112,6 +115,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("COFFER_KEY_JOB_BATCH must be an integer from 1 to 10000")
 	}
 	c.KMSPreviousKeyIDs = splitList(kmsPrevious)
+	c.TrustedProxies = splitList(trustedProxies)
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			return Config{}, fmt.Errorf("COFFER_TRUSTED_PROXIES entry %q is not a CIDR or an IP address", p)
+		}
+	}
 	c.PreviousMasterKeys = splitList(getenv("COFFER_PREVIOUS_MASTER_KEYS"))
 	c.MasterKey = getenv("COFFER_MASTER_KEY")
 	c.BootstrapToken = getenv("COFFER_BOOTSTRAP_TOKEN")

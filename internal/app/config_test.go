@@ -361,3 +361,13 @@ func TestConfigBaseURLFollowsListener(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigTrustedProxies(t *testing.T) {
+	c := cfgMustParse(t, nil, map[string]string{"COFFER_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.5"})
+	if !reflect.DeepEqual(c.TrustedProxies, []string{"10.0.0.0/8", "192.168.1.5"}) {
+		t.Fatalf("TrustedProxies = %v", c.TrustedProxies)
+	}
+	if _, _, err := cfgParse(t, nil, map[string]string{"COFFER_TRUSTED_PROXIES": "10.0.0.0/33"}); err == nil || !strings.Contains(err.Error(), "COFFER_TRUSTED_PROXIES") {
+		t.Fatalf("a bad CIDR: %v", err)
+	}
+}

@@ -24,6 +24,9 @@ type User struct {
 type Principal struct {
 	User    User
 	TokenID string
+	// TokenExpiresAt is when the presenting token expires (nil: never). A credential created
+	// with this principal may not outlive it.
+	TokenExpiresAt *time.Time
 }
 
 // Token is a personal access token's metadata; the token itself is only ever returned once.
@@ -32,9 +35,12 @@ type Token struct {
 	UserID        string
 	Name          string
 	DisplayPrefix string
-	ExpiresAt     *time.Time
-	LastUsedAt    *time.Time
-	CreatedAt     time.Time
+	// ParentID is the token that minted this one; empty for a root token (bootstrap, a
+	// user's first token). Revoking a token revokes its children, transitively.
+	ParentID   string
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
+	CreatedAt  time.Time
 }
 
 // TokenRecord is a stored token as looked up for authentication.
@@ -55,9 +61,16 @@ type Store interface {
 	TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string) (TokenRecord, tenant.Scope, error)
 	// TouchToken records a use; callers throttle it.
 	TouchToken(ctx context.Context, tokenID string, at time.Time) error
+	// CreateToken stores a token. A token with a parent is stored only if the parent is the
+	// same user's and still live (not revoked, not expired at t.CreatedAt) when the write
+	// commits; otherwise ErrBadToken, since the parent is the credential of the request.
 	CreateToken(ctx context.Context, t Token, hash string, e audit.Entry) error
 	ListTokens(ctx context.Context, userID, after string, limit int) ([]Token, error)
-	RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, e audit.Entry) error
+	// RevokeToken revokes the user's unrevoked token and, in the same transaction, every
+	// token it minted, transitively; entries is given the ids of those descendants that were
+	// still live and returns the audit entries to append. A token that is not the user's, or
+	// is already revoked, is ENOTFOUND.
+	RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, entries func(descendants []string) []audit.Entry) error
 	CreateUser(ctx context.Context, u User, t Token, hash string, e audit.Entry) error
 	// Bootstrap creates the first user as owner of the first tenant, with a token, only if
 	// the instance was never bootstrapped; otherwise ECONFLICT.

@@ -33,19 +33,21 @@ func NewService(store Store, newID func() string) *Service {
 	return &Service{store: store, newID: newID, now: func() time.Time { return time.Now().UTC() }, touched: map[string]time.Time{}}
 }
 
-var errBadToken = coffer.Errorf(coffer.EUNAUTHORIZED, "missing, invalid, expired or revoked token")
+// ErrBadToken is every authentication failure, and what a store answers when the token
+// minting a credential was revoked or expired while the request ran.
+var ErrBadToken = coffer.Errorf(coffer.EUNAUTHORIZED, "missing, invalid, expired or revoked token")
 
 // Authenticate returns the principal a token belongs to. Every failure is the same error so
 // that callers learn nothing about which tokens exist.
 func (s *Service) Authenticate(ctx context.Context, tok string) (Principal, error) {
 	if ValidateToken(tok) != nil {
-		return Principal{}, errBadToken
+		return Principal{}, ErrBadToken
 	}
 	hash := HashToken(tok)
 	rec, err := s.store.TokenByHash(ctx, hash)
 	if err != nil {
 		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-			return Principal{}, errBadToken
+			return Principal{}, ErrBadToken
 		}
 		return Principal{}, err
 	}
@@ -57,13 +59,13 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (Principal, erro
 // is returned only if the caller may see it; anything else is not found.
 func (s *Service) AuthorizeScope(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string) (Principal, tenant.Scope, error) {
 	if ValidateToken(tok) != nil {
-		return Principal{}, tenant.Scope{}, errBadToken
+		return Principal{}, tenant.Scope{}, ErrBadToken
 	}
 	hash := HashToken(tok)
 	rec, sc, err := s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
 	if rec.ID == "" {
 		if err == nil || coffer.ErrorCode(err) == coffer.ENOTFOUND {
-			return Principal{}, tenant.Scope{}, errBadToken
+			return Principal{}, tenant.Scope{}, ErrBadToken
 		}
 		return Principal{}, tenant.Scope{}, err
 	}
@@ -84,7 +86,7 @@ func (s *Service) AuthorizeScope(ctx context.Context, tok, tenantSlug, projectSl
 func (s *Service) accept(ctx context.Context, rec TokenRecord, hash string) (Principal, error) {
 	now := s.now()
 	if !HashesEqual(rec.Hash, hash) || rec.RevokedAt != nil || (rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)) {
-		return Principal{}, errBadToken
+		return Principal{}, ErrBadToken
 	}
 	if s.shouldTouch(rec.ID, now) {
 		// A database that cannot record the use is failing; fail closed like any other
@@ -93,7 +95,7 @@ func (s *Service) accept(ctx context.Context, rec TokenRecord, hash string) (Pri
 			return Principal{}, err
 		}
 	}
-	return Principal{User: rec.User, TokenID: rec.ID}, nil
+	return Principal{User: rec.User, TokenID: rec.ID, TokenExpiresAt: rec.ExpiresAt}, nil
 }
 
 func (s *Service) shouldTouch(id string, now time.Time) bool {
@@ -109,41 +111,64 @@ func (s *Service) shouldTouch(id string, now time.Time) bool {
 	return true
 }
 
-// CreateToken makes a new personal token for the principal and returns it once.
+// CreateToken makes a new personal token for the principal and returns it once. The new
+// token is a child of the token the principal presented: it may not expire later than that
+// token (see childExpiry) and is revoked with it.
 func (s *Service) CreateToken(ctx context.Context, actor audit.Actor, p Principal, name string, expiresIn time.Duration) (Token, string, error) {
 	if err := tenant.ValidateName("name", name); err != nil {
 		return Token{}, "", err
 	}
-	if expiresIn < 0 || expiresIn > MaxTokenLifetime {
-		return Token{}, "", coffer.Errorf(coffer.EINVALID, "expiry must be between now and %d days", int(MaxTokenLifetime.Hours()/24))
-	}
-	t, secret, hash, err := s.newToken(p.User.ID, name, expiresIn)
+	now := s.now()
+	expiresAt, err := childExpiry(p.TokenExpiresAt, now, expiresIn)
 	if err != nil {
 		return Token{}, "", err
 	}
-	e := actor.New(audit.ActionTokenCreate, "", "token", t.ID, t.DisplayPrefix, map[string]any{"name": name, "user": p.User.ID})
-	if err := s.store.CreateToken(ctx, t, hash, e); err != nil {
+	secret, err := NewToken()
+	if err != nil {
+		return Token{}, "", err
+	}
+	t := Token{ID: s.newID(), UserID: p.User.ID, Name: name, DisplayPrefix: DisplayPrefix(secret),
+		ParentID: p.TokenID, ExpiresAt: expiresAt, CreatedAt: now}
+	meta := map[string]any{"name": name, "user": p.User.ID}
+	if t.ParentID != "" {
+		meta["parent"] = t.ParentID
+	}
+	e := actor.New(audit.ActionTokenCreate, "", "token", t.ID, t.DisplayPrefix, meta)
+	if err := s.store.CreateToken(ctx, t, HashToken(secret), e); err != nil {
 		return Token{}, "", err
 	}
 	return t, secret, nil
 }
 
-func (s *Service) newToken(userID, name string, expiresIn time.Duration) (Token, string, string, error) {
-	secret, err := NewToken()
-	if err != nil {
-		return Token{}, "", "", err
+// childExpiry is when a token asked to live expiresIn (0: forever) from now expires, given
+// the expiry of the token creating it (nil: never). A credential never outlives the one that
+// created it, so a request for longer, or for no expiry, under an expiring parent is refused
+// with the latest expiry allowed, rather than quietly shortened: the caller asked for
+// something it may not have, and should know what it got.
+func childExpiry(parent *time.Time, now time.Time, expiresIn time.Duration) (*time.Time, error) {
+	if expiresIn < 0 || expiresIn > MaxTokenLifetime {
+		return nil, coffer.Errorf(coffer.EINVALID, "expiry must be between now and %d days", int(MaxTokenLifetime.Hours()/24))
 	}
-	return s.tokenFor(userID, name, secret, expiresIn), secret, HashToken(secret), nil
+	var exp *time.Time
+	if expiresIn > 0 {
+		e := now.Add(expiresIn)
+		exp = &e
+	}
+	if parent == nil || (exp != nil && !exp.After(*parent)) {
+		return exp, nil
+	}
+	latest := parent.UTC().Format(time.RFC3339)
+	if days := int(parent.Sub(now) / (24 * time.Hour)); days >= 1 {
+		return nil, coffer.Errorf(coffer.EINVALID,
+			"a token cannot create a token that outlives it: this token expires at %s, so ask for an expiry of at most %d days", latest, days)
+	}
+	return nil, coffer.Errorf(coffer.EINVALID,
+		"a token cannot create a token that outlives it: this token expires at %s, less than a day from now", latest)
 }
 
-func (s *Service) tokenFor(userID, name, secret string, expiresIn time.Duration) Token {
-	now := s.now()
-	t := Token{ID: s.newID(), UserID: userID, Name: name, DisplayPrefix: DisplayPrefix(secret), CreatedAt: now}
-	if expiresIn > 0 {
-		exp := now.Add(expiresIn)
-		t.ExpiresAt = &exp
-	}
-	return t
+// rootToken makes a token with no parent: the first token of a user, whoever created them.
+func (s *Service) rootToken(userID, name, secret string) Token {
+	return Token{ID: s.newID(), UserID: userID, Name: name, DisplayPrefix: DisplayPrefix(secret), CreatedAt: s.now()}
 }
 
 // ListTokens lists the principal's own tokens.
@@ -151,10 +176,21 @@ func (s *Service) ListTokens(ctx context.Context, p Principal, after string, lim
 	return s.store.ListTokens(ctx, p.User.ID, after, limit)
 }
 
-// RevokeToken revokes one of the principal's tokens at once.
+// RevokeToken revokes one of the principal's tokens at once, and with it every token that
+// token minted, their children and so on: what a credential created dies with it. Each
+// revoked token gets its own audit entry (ids only, never hashes), so "when and why was this
+// token revoked" is one lookup by target whichever token the revocation started from.
 func (s *Service) RevokeToken(ctx context.Context, actor audit.Actor, p Principal, tokenID string) error {
-	e := actor.New(audit.ActionTokenRevoke, "", "token", tokenID, tokenID, map[string]any{"user": p.User.ID})
-	return s.store.RevokeToken(ctx, p.User.ID, tokenID, s.now(), e)
+	return s.store.RevokeToken(ctx, p.User.ID, tokenID, s.now(), func(descendants []string) []audit.Entry {
+		out := make([]audit.Entry, 0, 1+len(descendants))
+		out = append(out, actor.New(audit.ActionTokenRevoke, "", "token", tokenID, tokenID,
+			map[string]any{"user": p.User.ID, "descendants": len(descendants)}))
+		for _, id := range descendants {
+			out = append(out, actor.New(audit.ActionTokenRevoke, "", "token", id, id,
+				map[string]any{"user": p.User.ID, "revoked_with": tokenID}))
+		}
+		return out
+	})
 }
 
 // CreateUser provisions a user and returns their first token once; instance admins only.
@@ -170,12 +206,17 @@ func (s *Service) CreateUser(ctx context.Context, actor audit.Actor, p Principal
 		return User{}, "", err
 	}
 	u := User{ID: s.newID(), Email: email, Name: name, CreatedAt: s.now()}
-	t, secret, hash, err := s.newToken(u.ID, "first token", 0)
+	secret, err := NewToken()
 	if err != nil {
 		return User{}, "", err
 	}
+	// The first token is the new user's root, not a child of the admin's token: it belongs
+	// to another user, whose tokens the admin cannot list or revoke, and it must not die when
+	// the admin rotates their own credentials. It does not expire, like the bootstrap token;
+	// the user replaces it with tokens of their own choosing.
+	t := s.rootToken(u.ID, "first token", secret)
 	e := actor.New(audit.ActionUserCreate, "", "user", u.ID, email, map[string]any{"name": name})
-	if err := s.store.CreateUser(ctx, u, t, hash, e); err != nil {
+	if err := s.store.CreateUser(ctx, u, t, HashToken(secret), e); err != nil {
 		return User{}, "", err
 	}
 	return u, secret, nil
@@ -221,7 +262,7 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (User, st
 	now := s.now()
 	u := User{ID: s.newID(), Email: email, Name: req.Name, InstanceAdmin: true, CreatedAt: now}
 	t := tenant.Tenant{ID: s.newID(), Slug: req.TenantSlug, Name: req.TenantName, CreatedAt: now, UpdatedAt: now}
-	tok := s.tokenFor(u.ID, "bootstrap", secret, 0)
+	tok := s.rootToken(u.ID, "bootstrap", secret) // the first credential: a root
 	e := audit.System.New(audit.ActionBootstrap, t.ID, "user", u.ID, email, map[string]any{"tenant": t.Slug})
 	if err := s.store.Bootstrap(ctx, u, t, tok, HashToken(secret), e); err != nil {
 		if errors.Is(err, ErrAlreadyBootstrapped) {

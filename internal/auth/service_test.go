@@ -34,6 +34,10 @@ type memStore struct {
 	entries       []audit.Entry
 	bootstrapErr  error
 
+	revokeDescendants []string // what RevokeToken reports below the revoked token
+	revokeErr         error
+	revoked           []string // "user/token@time" per RevokeToken call
+
 	// scope and scopeErr are what TokenScope answers for a known token.
 	scope    tenant.Scope
 	scopeErr error
@@ -97,8 +101,17 @@ func (m *memStore) ListTokens(context.Context, string, string, int) ([]Token, er
 	return nil, errNotNeeded
 }
 
-func (m *memStore) RevokeToken(context.Context, string, string, time.Time, audit.Entry) error {
-	return errNotNeeded
+// RevokeToken answers as if the token had the descendants in revokeDescendants: walking the
+// tree is the real store's job, tested on both databases in package app.
+func (m *memStore) RevokeToken(_ context.Context, userID, tokenID string, at time.Time, entries func([]string) []audit.Entry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.revokeErr != nil {
+		return m.revokeErr
+	}
+	m.revoked = append(m.revoked, userID+"/"+tokenID+"@"+at.Format(time.RFC3339))
+	m.entries = append(m.entries, entries(m.revokeDescendants)...)
+	return nil
 }
 
 func (m *memStore) CreateUser(_ context.Context, u User, t Token, hash string, e audit.Entry) error {
@@ -143,7 +156,7 @@ func (m *memStore) touchCount() int {
 func (m *memStore) writes() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.createdTokens) + len(m.createdUsers) + len(m.bootstraps)
+	return len(m.createdTokens) + len(m.createdUsers) + len(m.bootstraps) + len(m.revoked)
 }
 
 // fakeClock is a settable clock for the service.

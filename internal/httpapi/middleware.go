@@ -16,23 +16,26 @@ import (
 )
 
 const (
-	ctxRequestID = "coffer.request_id"
-	ctxPrincipal = "coffer.principal"
-	ctxScope     = "coffer.scope"
+	ctxRequestID       = "coffer.request_id"
+	ctxClientRequestID = "coffer.client_request_id"
+	ctxPrincipal       = "coffer.principal"
+	ctxScope           = "coffer.scope"
 )
 
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
 func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
 
-// withRequestID gives every request an id, echoed in X-Request-ID, logs and errors. A
-// well-formed id from a proxy is kept so that traces join up; anything else is replaced.
+// withRequestID gives every request an id of the server's own, echoed in X-Request-ID, logs,
+// errors and audit entries: what the audit log correlates on is never chosen by a client. A
+// well-formed X-Request-ID the client sent is kept apart as the client request id, in logs and
+// audit entries under that name, so the client's traces can still be joined up.
 func withRequestID(c *gin.Context) {
-	id := c.GetHeader("X-Request-ID")
-	if !requestIDRE.MatchString(id) {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	if cid := c.GetHeader("X-Request-ID"); requestIDRE.MatchString(cid) {
+		c.Set(ctxClientRequestID, cid)
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
@@ -71,6 +74,9 @@ func (s *Server) accessLog(c *gin.Context) {
 		"status", c.Writer.Status(),
 		"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
 		"ip", c.ClientIP(),
+	}
+	if cid := c.GetString(ctxClientRequestID); cid != "" {
+		attrs = append(attrs, "client_request_id", cid)
 	}
 	if p, ok := c.Get(ctxPrincipal); ok {
 		attrs = append(attrs, "user", p.(auth.Principal).User.ID)
@@ -132,11 +138,20 @@ func (s *Server) bearer(c *gin.Context) (string, bool) {
 		s.fail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "send a personal access token: Authorization: Bearer cfr_pat_…"))
 		return "", false
 	}
-	if !s.authLimiter.allow(c.ClientIP()) {
-		s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many failed authentications from this address; wait a minute"))
+	if !s.authLimiter.allow(failureKey(c, tok)) {
+		s.fail(c, coffer.Errorf(coffer.ERATELIMITED, "too many failed authentications with this token from this address; wait a minute"))
 		return "", false
 	}
 	return tok, true
+}
+
+// failureKey is what failed authentications are counted against: the client's address and the
+// presented token's display prefix. A valid token from the same address (a shared proxy, a NAT)
+// has another key and is never refused because someone else failed; guessing a 256-bit token
+// is hopeless anyway, so the limiter exists to slow a client retrying a bad credential, not to
+// lock an address out.
+func failureKey(c *gin.Context, tok string) string {
+	return c.ClientIP() + "|" + auth.DisplayPrefix(tok)
 }
 
 // authenticated records the principal, or answers the failure and counts it against the
@@ -144,7 +159,8 @@ func (s *Server) bearer(c *gin.Context) (string, bool) {
 func (s *Server) authenticated(c *gin.Context, p auth.Principal, err error) bool {
 	if err != nil && p.User.ID == "" {
 		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
-			s.authLimiter.spend(c.ClientIP())
+			tok, _ := auth.ParseBearer(c.GetHeader("Authorization"))
+			s.authLimiter.spend(failureKey(c, tok))
 		}
 		s.fail(c, err)
 		return false
@@ -159,5 +175,6 @@ func principal(c *gin.Context) auth.Principal {
 
 // actor is who the audit log names for this request.
 func actor(c *gin.Context) audit.Actor {
-	return audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP()}
+	return audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP(),
+		ClientRequestID: c.GetString(ctxClientRequestID)}
 }

@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -26,6 +27,9 @@ type Config struct {
 	// BehindTLSProxy says a TLS-terminating proxy fronts the server: HSTS is sent.
 	BehindTLSProxy bool
 	MaxBodyBytes   int64
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed; empty: none, the
+	// client is the peer.
+	TrustedProxies []string
 	// MaxBulkBodyBytes bounds bulk secret writes, which carry many values.
 	MaxBulkBodyBytes int64
 }
@@ -95,9 +99,13 @@ func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	// No proxy is trusted: the client address is the peer's. Behind a proxy the later
-	// deployment issue configures it explicitly.
-	_ = r.SetTrustedProxies(nil)
+	// Only configured proxies are believed: behind one, the client is the rightmost address in
+	// X-Forwarded-For that is not itself a trusted proxy; otherwise it is the peer.
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	if err := r.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		// Config validates the CIDRs first; reaching here is a programming error.
+		panic(fmt.Sprintf("httpapi: trusted proxies: %v", err))
+	}
 	if s.metrics != nil {
 		r.Use(s.observe)
 	}

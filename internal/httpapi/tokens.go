@@ -26,7 +26,22 @@ func (s *Server) listTokens(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	respondPage(c, p, ts, func(t auth.Token) string { return t.ID }, viewToken)
+	respondPage(c, p, ts, func(t auth.Token) string { return t.ID }, viewOwnToken)
+}
+
+// ownTokenView is a token as its owner sees it: with the token it was created with, since
+// revoking that one revokes this one too.
+type ownTokenView struct {
+	tokenView
+	ParentID *string `json:"parent_id"` // null for a root token (bootstrap, a user's first token)
+}
+
+func viewOwnToken(t auth.Token) ownTokenView {
+	v := ownTokenView{tokenView: viewToken(t)}
+	if t.ParentID != "" {
+		v.ParentID = &t.ParentID
+	}
+	return v
 }
 
 type createTokenReq struct {
@@ -36,7 +51,7 @@ type createTokenReq struct {
 }
 
 type createdToken struct {
-	tokenView
+	ownTokenView
 	Token string `json:"token"`
 }
 
@@ -51,6 +66,9 @@ func (s *Server) minting(c *gin.Context) bool {
 	return true
 }
 
+// createToken mints a token with the caller's token as its parent. The 0..366 bound is the
+// request's shape; that the new token may not outlive its parent is auth's rule, answered
+// with 422 and the latest expiry allowed.
 func (s *Server) createToken(c *gin.Context) {
 	if !s.minting(c) {
 		return
@@ -69,9 +87,10 @@ func (s *Server) createToken(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, createdToken{tokenView: viewToken(t), Token: secret})
+	c.JSON(http.StatusCreated, createdToken{ownTokenView: viewOwnToken(t), Token: secret})
 }
 
+// revokeToken revokes the token and every token minted from it, transitively.
 func (s *Server) revokeToken(c *gin.Context) {
 	if err := s.auth.RevokeToken(c.Request.Context(), actor(c), principal(c), c.Param("id")); err != nil {
 		s.fail(c, err)

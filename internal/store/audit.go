@@ -27,6 +27,8 @@ type auditRow struct {
 	RequestID  string
 	SourceIP   string `gorm:"column:source_ip"`
 	Metadata   string
+	// ClientRequestID is the client's own X-Request-ID, apart from the server's RequestID.
+	ClientRequestID string
 }
 
 func (auditRow) TableName() string { return "audit_entries" }
@@ -44,7 +46,7 @@ func auditRows(entries []audit.Entry) ([]auditRow, error) {
 		rows[i] = auditRow{
 			OccurredAt: e.Time, TenantID: e.TenantID, ActorType: e.Actor.Type, ActorID: e.Actor.ID,
 			Action: e.Action, TargetType: e.TargetType, TargetID: e.TargetID, Target: e.Target,
-			RequestID: e.Actor.RequestID, SourceIP: e.Actor.SourceIP, Metadata: string(meta),
+			RequestID: e.Actor.RequestID, SourceIP: e.Actor.SourceIP, Metadata: string(meta), ClientRequestID: e.Actor.ClientRequestID,
 		}
 	}
 	return rows, nil
@@ -61,15 +63,15 @@ func appendAudit(tx *gorm.DB, entries ...audit.Entry) error {
 	// gorm's reflection-driven Create (with RETURNING of ids nobody reads) cost more.
 	var q strings.Builder
 	q.WriteString(`INSERT INTO audit_entries (occurred_at, tenant_id, actor_type, actor_id, action, target_type,
-		target_id, target, request_id, source_ip, metadata) VALUES `)
-	args := make([]any, 0, len(rows)*11)
+		target_id, target, request_id, source_ip, metadata, client_request_id) VALUES `)
+	args := make([]any, 0, len(rows)*12)
 	for i, r := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
 		args = append(args, r.OccurredAt, r.TenantID, r.ActorType, r.ActorID, r.Action, r.TargetType,
-			r.TargetID, r.Target, r.RequestID, r.SourceIP, r.Metadata)
+			r.TargetID, r.Target, r.RequestID, r.SourceIP, r.Metadata, r.ClientRequestID)
 	}
 	if err := tx.Exec(q.String(), args...).Error; err != nil {
 		// Fail closed, and say why: the change is refused because it could not be recorded.
@@ -102,7 +104,8 @@ func (s *Store) AuditEntries(ctx context.Context, tenantID string, afterID int64
 			return nil, fmt.Errorf("decode audit metadata of entry %d: %w", r.ID, err)
 		}
 		out[i] = audit.Entry{Time: r.OccurredAt, TenantID: r.TenantID,
-			Actor:  audit.Actor{Type: r.ActorType, ID: r.ActorID, RequestID: r.RequestID, SourceIP: r.SourceIP},
+			Actor: audit.Actor{Type: r.ActorType, ID: r.ActorID, RequestID: r.RequestID, SourceIP: r.SourceIP,
+				ClientRequestID: r.ClientRequestID},
 			Action: r.Action, TargetType: r.TargetType, TargetID: r.TargetID, Target: r.Target, Metadata: meta}
 	}
 	return out, nil

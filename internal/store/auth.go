@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -30,6 +31,7 @@ type tokenRow struct {
 	Name          string
 	TokenHash     string
 	DisplayPrefix string
+	ParentID      *string // NULL for a root token
 	ExpiresAt     *time.Time
 	LastUsedAt    *time.Time
 	RevokedAt     *time.Time
@@ -39,13 +41,21 @@ type tokenRow struct {
 func (tokenRow) TableName() string { return "api_tokens" }
 
 func (r tokenRow) domain() auth.Token {
-	return auth.Token{ID: r.ID, UserID: r.UserID, Name: r.Name, DisplayPrefix: r.DisplayPrefix,
+	t := auth.Token{ID: r.ID, UserID: r.UserID, Name: r.Name, DisplayPrefix: r.DisplayPrefix,
 		ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, CreatedAt: r.CreatedAt}
+	if r.ParentID != nil {
+		t.ParentID = *r.ParentID
+	}
+	return t
 }
 
 func newTokenRow(t auth.Token, hash string) *tokenRow {
-	return &tokenRow{ID: t.ID, UserID: t.UserID, Name: t.Name, TokenHash: hash, DisplayPrefix: t.DisplayPrefix,
+	r := &tokenRow{ID: t.ID, UserID: t.UserID, Name: t.Name, TokenHash: hash, DisplayPrefix: t.DisplayPrefix,
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt}
+	if t.ParentID != "" {
+		r.ParentID = &t.ParentID
+	}
+	return r
 }
 
 // TokenByHash implements auth.Store in one query with the token's user.
@@ -79,14 +89,50 @@ func (s *Store) TouchToken(ctx context.Context, tokenID string, at time.Time) er
 	return dbErr(s.db.WithContext(ctx).Exec(`UPDATE api_tokens SET last_used_at = ? WHERE id = ?`, at, tokenID).Error)
 }
 
-// CreateToken implements auth.Store.
+// CreateToken implements auth.Store. A child is written only while its parent is live: the
+// parent was checked when the request authenticated, but a revocation may have committed
+// since, and a child inserted after the revocation walked the tree would outlive it. Taking
+// the user's token lock first (see lockTokens) makes the check and the insert one step
+// against any revocation.
 func (s *Store) CreateToken(ctx context.Context, t auth.Token, hash string, e audit.Entry) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {
+		if t.ParentID != "" {
+			if err := s.lockTokens(tx, t.UserID); err != nil {
+				return err
+			}
+			var parent struct {
+				ExpiresAt *time.Time
+				RevokedAt *time.Time
+			}
+			res := tx.Raw(`SELECT expires_at, revoked_at FROM api_tokens WHERE id = ? AND user_id = ?`, t.ParentID, t.UserID).Scan(&parent)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 0 || parent.RevokedAt != nil || (parent.ExpiresAt != nil && !t.CreatedAt.Before(*parent.ExpiresAt)) {
+				return auth.ErrBadToken
+			}
+		}
 		if err := tx.Create(newTokenRow(t, hash)).Error; err != nil {
 			return err
 		}
 		return appendAudit(tx, e)
 	})
+}
+
+// lockTokens serialises changes to one user's token tree. A user's tokens only ever descend
+// from that user's tokens, so the user row is the lock for the whole tree. On Postgres it is
+// FOR NO KEY UPDATE, which does not conflict with the key-share locks foreign-key checks take,
+// so inserting rows that reference the user is not held up by it; after it, under READ
+// COMMITTED, the next statement sees every token committed before the lock was granted.
+// SQLite transactions already hold the database's write lock from their start. Locking one
+// token row would not do: a grandchild minted under a child the walk has not reached yet
+// would slip past it.
+func (s *Store) lockTokens(tx *gorm.DB, userID string) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	var id string
+	return tx.Raw(`SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE`, userID).Scan(&id).Error
 }
 
 // ListTokens implements auth.Store; revoked tokens are not listed.
@@ -104,10 +150,39 @@ func (s *Store) ListTokens(ctx context.Context, userID, after string, limit int)
 	return out, nil
 }
 
-// RevokeToken implements auth.Store. Only the owner's own, unrevoked token matches.
-func (s *Store) RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, e audit.Entry) error {
-	return s.changeOne(ctx, "token", e, `UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`,
-		at, tokenID, userID)
+// RevokeToken implements auth.Store. Only the owner's own, unrevoked token starts a
+// revocation; the recursive walk then follows parent_id down through the user's tokens
+// (already revoked ones included, so nothing below them is skipped) and revokes every live
+// one in the same statement. The tree lock keeps a concurrent CreateToken from adding a
+// child the walk could not see.
+func (s *Store) RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, entries func(descendants []string) []audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := s.lockTokens(tx, userID); err != nil {
+			return err
+		}
+		var revoked []string
+		err := tx.Raw(`WITH RECURSIVE tree (id) AS (
+				SELECT id FROM api_tokens WHERE id = ? AND user_id = ? AND revoked_at IS NULL
+				UNION
+				SELECT c.id FROM api_tokens c JOIN tree ON c.parent_id = tree.id WHERE c.user_id = ?
+			)
+			UPDATE api_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND id IN (SELECT id FROM tree)
+			RETURNING id`, tokenID, userID, userID, at).Scan(&revoked).Error
+		if err != nil {
+			return err
+		}
+		if len(revoked) == 0 {
+			return notFound("token")
+		}
+		descendants := make([]string, 0, len(revoked)-1)
+		for _, id := range revoked {
+			if id != tokenID {
+				descendants = append(descendants, id)
+			}
+		}
+		slices.Sort(descendants)
+		return appendAudit(tx, entries(descendants)...)
+	})
 }
 
 // CreateUser implements auth.Store.
