@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/tools/internal/benchdb"
+	"github.com/cofferhq/coffer/tools/internal/benchhttp"
 )
 
 // database is where one measurement keeps its data: a data directory (SQLite's file lives
@@ -134,7 +134,7 @@ func (s *server) call(ctx context.Context, method, path string, in any, wantStat
 		return err
 	}
 	if resp.StatusCode != wantStatus {
-		return fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantStatus, snippet(got))
+		return fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantStatus, benchhttp.Snippet(got))
 	}
 	if out != nil {
 		if err := json.Unmarshal(got, out); err != nil {
@@ -145,34 +145,5 @@ func (s *server) call(ctx context.Context, method, path string, in any, wantStat
 }
 
 func (s *server) do(ctx context.Context, method, path string, in []byte) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, s.baseURL+path, bytes.NewReader(in))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header = s.header.Clone()
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	// The URL holds no credential (the token travels in a header), so errors may quote it.
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
-	}
-	return resp, body, nil
-}
-
-// snippet keeps error bodies short; they are the server's JSON error, never a secret value.
-func snippet(b []byte) string {
-	const limit = 300
-	if len(b) > limit {
-		return string(b[:limit]) + "…"
-	}
-	return string(b)
+	return benchhttp.Do(ctx, 2*time.Minute, method, s.baseURL+path, s.header, in)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -22,6 +21,7 @@ import (
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/loadgen"
 	"github.com/cofferhq/coffer/tools/internal/benchdb"
+	"github.com/cofferhq/coffer/tools/internal/benchhttp"
 )
 
 const (
@@ -255,12 +255,12 @@ func seed(ctx context.Context, baseURL string, header http.Header) (map[string]s
 // capture performs the read once and checks that it returns every value written, so the
 // load measures the real thing and the bare handler serves the same bytes.
 func capture(ctx context.Context, baseURL string, header http.Header, want map[string]string) (body []byte, contentType string, err error) {
-	resp, body, err := do(ctx, http.MethodGet, baseURL+readPath+readQuery, header, nil)
+	resp, body, err := benchhttp.Do(ctx, 30*time.Second, http.MethodGet, baseURL+readPath+readQuery, header, nil)
 	if err != nil {
 		return nil, "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, snippet(body))
+		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, benchhttp.Snippet(body))
 	}
 	var page struct {
 		Items []struct {
@@ -289,46 +289,12 @@ func call(ctx context.Context, method, url string, header http.Header, in any, w
 	if err != nil {
 		return err
 	}
-	resp, body, err := do(ctx, method, url, header, b)
+	resp, body, err := benchhttp.Do(ctx, 30*time.Second, method, url, header, b)
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != wantStatus {
-		return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, wantStatus, snippet(body))
+		return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, wantStatus, benchhttp.Snippet(body))
 	}
 	return nil
-}
-
-func do(ctx context.Context, method, url string, header http.Header, in []byte) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(in))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header = header.Clone()
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		// The URL holds no credential (the token travels in a header), so the
-		// error may quote it.
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
-	}
-	return resp, body, nil
-}
-
-// snippet keeps error bodies short; they are the server's JSON error, never a secret value.
-func snippet(b []byte) string {
-	const limit = 300
-	if len(b) > limit {
-		return string(b[:limit]) + "…"
-	}
-	return string(b)
 }
