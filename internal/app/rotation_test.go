@@ -819,6 +819,7 @@ func TestBYOKDisablingTenantKeyCutsOnlyThatTenant(t *testing.T) {
 				{owner, "", http.StatusUnprocessableEntity, "validation_failed", "ARN"},
 				{owner, disabled, http.StatusUnprocessableEntity, "validation_failed", "Coffer cannot use this key"},
 				{owner, unknown, http.StatusUnprocessableEntity, "validation_failed", "Coffer cannot use this key"},
+				{owner, platform, http.StatusUnprocessableEntity, "validation_failed", "instance's"},
 			} {
 				r := s.call("PUT", kekPath, c.who, map[string]string{"key_id": c.keyID})
 				msg := rotErrMsg(r)
@@ -837,6 +838,10 @@ func TestBYOKDisablingTenantKeyCutsOnlyThatTenant(t *testing.T) {
 				t.Fatalf("PUT kek answered %s", set.raw)
 			}
 			s.waitJob(owner, "default", jobID)
+			// Another tenant cannot take the same key: disabling it must cut off one tenant.
+			if r := s.call("PUT", "/api/v1/tenants/other/keys/kek", bob, map[string]string{"key_id": tenantKey}); r.status != http.StatusUnprocessableEntity {
+				t.Fatalf("tenant other set tenant default's key: %d %s", r.status, r.raw)
+			}
 			keys := s.must(http.StatusOK, "GET", "/api/v1/tenants/default/keys", owner, nil)
 			envs, _ := keys.body["environments"].([]any)
 			if keys.body["kek"] != tenantKey || len(envs) != 3 {

@@ -80,6 +80,10 @@ func (a *KeyAdmin) SetTenantKEK(ctx context.Context, actor audit.Actor, sc tenan
 	if !strings.HasPrefix(keyID, "arn:") || !strings.Contains(keyID, ":key/") || len(keyID) > 2048 {
 		return Job{}, coffer.Errorf(coffer.EINVALID, "key_id must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)")
 	}
+	if _, platform := a.keys.keks.Loaded(keyID); platform {
+		// The tenant would hold the power to disable the instance's own key.
+		return Job{}, coffer.Errorf(coffer.EINVALID, "that key is one of the instance's key-encryption keys; use a key of your own")
+	}
 	w, ok := a.keys.keks.Remote(keyID)
 	if !ok {
 		return Job{}, coffer.Errorf(coffer.ECONFLICT, "this instance has no KMS configured, so it cannot use a tenant's own key")

@@ -175,6 +175,15 @@ func (s *Store) TenantKeys(ctx context.Context, tenantID, platformKEK string) (s
 // existing keys is created, all in one transaction.
 func (s *Store) SetTenantKEK(ctx context.Context, tenantID, kekID string, e audit.Entry, job secrets.Job, jobEntry audit.Entry) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {
+		// One tenant's key is never another's: whoever disables it must cut off only
+		// their own tenant.
+		var others int64
+		if err := tx.Raw(`SELECT COUNT(*) FROM tenant_keks WHERE kek_id = ? AND tenant_id <> ?`, kekID, tenantID).Scan(&others).Error; err != nil {
+			return err
+		}
+		if others > 0 {
+			return coffer.Errorf(coffer.EINVALID, "Coffer cannot use this key for this tenant; use a key of the tenant's own")
+		}
 		if err := s.createJob(tx, job, jobEntry); err != nil {
 			return err
 		}
