@@ -32,10 +32,12 @@ func TestBadInputs(t *testing.T) {
 		overMiB := strings.Repeat("n", 1<<20+1024)
 		j := func(v any) []byte { return badJSON(t, v) }
 		const (
-			tenants  = "/api/v1/tenants"
-			projects = "/api/v1/tenants/default/projects"
-			envs     = "/api/v1/tenants/default/projects/web/environments"
-			list     = envPath + "development/secrets"
+			tenants     = "/api/v1/tenants"
+			projects    = "/api/v1/tenants/default/projects"
+			envs        = "/api/v1/tenants/default/projects/web/environments"
+			list        = envPath + "development/secrets"
+			invitations = "/api/v1/tenants/default/invitations"
+			accept      = "/api/v1/invitations/accept"
 		)
 		cases := []struct {
 			name         string
@@ -97,6 +99,19 @@ func TestBadInputs(t *testing.T) {
 			{"project slug Bad_Slug", "POST", projects, "", j(map[string]string{"slug": "Bad_Slug", "name": "Bad"}), 422, "validation_failed"},
 			{"project slug -x", "POST", projects, "", j(map[string]string{"slug": "-x", "name": "Bad"}), 422, "validation_failed"},
 			{"environment slug Bad_Slug", "POST", envs, "", j(map[string]string{"slug": "Bad_Slug", "name": "Bad"}), 422, "validation_failed"},
+
+			// Invitations.
+			{"invitation to a display-name address", "POST", invitations, "", j(map[string]string{"email": "Bob <bob@example.com>", "role": "member"}), 422, "validation_failed"},
+			{"invitation to an empty address", "POST", invitations, "", j(map[string]string{"email": "", "role": "member"}), 422, "validation_failed"},
+			{"invitation to an address with a NUL", "POST", invitations, "", j(map[string]string{"email": "bob\x00@example.com", "role": "member"}), 422, "validation_failed"},
+			{"invitation with an unknown role", "POST", invitations, "", j(map[string]string{"email": "bob@example.com", "role": "viewer"}), 422, "validation_failed"},
+			{"invitation without a role", "POST", invitations, "", j(map[string]string{"email": "bob@example.com"}), 422, "validation_failed"},
+			{"invitation with an unknown field", "POST", invitations, "", []byte(`{"email":"bob@example.com","role":"member","code":"x"}`), 400, "bad_request"},
+			{"accept without a code", "POST", accept, "", j(map[string]string{}), 404, "not_found"},
+			{"accept with a made-up code", "POST", accept, "", j(map[string]string{"code": strings.Repeat("A", 43)}), 404, "not_found"},
+			{"accept with an unknown field", "POST", accept, "", []byte(`{"code":"x","tenant":"default"}`), 400, "bad_request"},
+			{"revoke an unknown invitation", "DELETE", invitations + "/no-such-invitation", "", nil, 404, "not_found"},
+			{"POST on the members list", "POST", "/api/v1/tenants/default/members", "", j(map[string]string{"email": "bob@example.com", "role": "member"}), 405, "method_not_allowed"},
 
 			// Bulk writes are all or nothing.
 			{"bulk with a duplicate name", "PATCH", list, "", j(map[string]any{"secrets": []map[string]any{{"name": "BULK_A", "value": "1"}, {"name": "BULK_B", "value": "2"}, {"name": "BULK_A", "value": "3"}}}), 422, "validation_failed"},

@@ -340,3 +340,28 @@ func (s *server) waitJob(token, tenantSlug, id string) string {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// invite invites email to tenantSlug with role as token and returns the one-time code from
+// the accept link.
+func (s *server) invite(token, tenantSlug, email, role string) string {
+	s.t.Helper()
+	r := s.must(http.StatusCreated, "POST", "/api/v1/tenants/"+tenantSlug+"/invitations", token, map[string]string{"email": email, "role": role})
+	link, _ := r.body["accept_url"].(string)
+	_, code, ok := strings.Cut(link, "?code=")
+	if !ok || code == "" {
+		s.t.Fatalf("invitation has no code in its accept_url: %s", r.raw)
+	}
+	return code
+}
+
+// accept accepts an invitation as token and fails the test unless it is accepted.
+func (s *server) accept(token, code string) response {
+	s.t.Helper()
+	return s.must(http.StatusOK, "POST", "/api/v1/invitations/accept", token, map[string]string{"code": code})
+}
+
+// join makes the user with token and email a member of tenantSlug with role, invited by inviter.
+func (s *server) join(inviter, tenantSlug, token, email, role string) {
+	s.t.Helper()
+	s.accept(token, s.invite(inviter, tenantSlug, email, role))
+}

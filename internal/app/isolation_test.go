@@ -18,6 +18,7 @@ import (
 var isoTables = []string{
 	"tenants", "tenant_members", "users", "api_tokens", "projects", "project_members",
 	"environments", "environment_access", "data_keys", "secrets", "secret_versions", "audit_entries",
+	"invitations",
 }
 
 // isoSnapshot reads every row of isoTables, as sorted strings per table.
@@ -218,13 +219,14 @@ func isoTenantRoutes(t *testing.T) []isoRoute {
 type isoTarget struct {
 	tenant, project, env, secret, userID string
 	job                                  string // a key job of the tenant
+	invitation                           string // a pending invitation of the tenant
 	attackerEmail                        string
 }
 
 func (x isoTarget) fill(t *testing.T, path, tenantSlug string) string {
 	t.Helper()
 	out := strings.NewReplacer("{tenant}", tenantSlug, "{project}", x.project, "{env}", x.env,
-		"{name}", x.secret, "{user}", x.userID, "{id}", x.job).Replace(path)
+		"{name}", x.secret, "{user}", x.userID, "{id}", x.job, "{invitation}", x.invitation).Replace(path)
 	if strings.ContainsAny(out, "{}") {
 		t.Fatalf("route %s has a parameter this test does not know; teach it", path)
 	}
@@ -237,7 +239,7 @@ func (x isoTarget) body(r isoRoute) any {
 	switch r.method + " " + rel {
 	case "PATCH ":
 		return map[string]any{"name": "Hijacked"}
-	case "POST /members":
+	case "POST /invitations":
 		return map[string]any{"email": x.attackerEmail, "role": "owner"}
 	case "POST /projects":
 		return map[string]any{"slug": "hijack", "name": "Hijack"}
@@ -361,7 +363,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		carolID, _ := isoUserID(s, carol)
 		s.must(http.StatusCreated, "POST", "/api/v1/tenants", bob, map[string]string{"slug": "other", "name": "Other Tenant"})
 		s.must(http.StatusCreated, "POST", "/api/v1/tenants/other/projects", bob, map[string]string{"slug": "app", "name": "App"})
-		s.must(http.StatusOK, "POST", "/api/v1/tenants/other/members", bob, map[string]string{"email": "carol@other.example", "role": "member"})
+		s.join(bob, "other", carol, "carol@other.example", "member")
 		s.must(http.StatusOK, "POST", "/api/v1/tenants/other/projects/app/members", bob, map[string]any{"email": "carol@other.example", "role": "developer"})
 		const otherPath = "/api/v1/tenants/other/projects/app/environments/"
 		const otherValue = "tenant-b-value-c0ffee-4a7e"
@@ -401,18 +403,23 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		// (GET …/keys is not compared: its age_seconds moves with the clock.)
 		otherReads = append(otherReads, "/api/v1/tenants/other/keys/jobs/"+otherJob)
 		defaultReads = append(defaultReads, "/api/v1/tenants/default/keys/jobs/"+defaultJob)
+		// A pending invitation in each tenant, so the revoke route has a real target.
+		otherInv, _ := s.must(http.StatusCreated, "POST", "/api/v1/tenants/other/invitations", bob, map[string]string{"email": "dave@other.example", "role": "admin"}).body["id"].(string)
+		defaultInv, _ := s.must(http.StatusCreated, "POST", "/api/v1/tenants/default/invitations", s.owner, map[string]string{"email": "erin@default.example", "role": "member"}).body["id"].(string)
+		otherReads = append(otherReads, "/api/v1/tenants/other/invitations")
+		defaultReads = append(defaultReads, "/api/v1/tenants/default/invitations")
 		otherBefore := isoGetAll(s, bob, otherReads)
 		defaultBefore := isoGetAll(s, s.owner, defaultReads)
 
 		// The owner of "default", an instance admin, is a stranger to "other".
 		before := isoSnapshot(t, db)
-		isoAttack(t, s, s.owner, isoTarget{tenant: "other", project: "app", env: "development", secret: "DB_PASSWORD", userID: bobID, job: otherJob, attackerEmail: ownerEmail},
+		isoAttack(t, s, s.owner, isoTarget{tenant: "other", project: "app", env: "development", secret: "DB_PASSWORD", userID: bobID, job: otherJob, invitation: otherInv, attackerEmail: ownerEmail},
 			otherValue, "Other Tenant", bobEmail)
 		isoSameSnapshot(t, "requests from a non-member of tenant other", before, isoSnapshot(t, db))
 
 		// And bob is a stranger to "default".
 		before = isoSnapshot(t, db)
-		isoAttack(t, s, bob, isoTarget{tenant: "default", project: "web", env: "development", secret: "DEFAULT_KEY", userID: ownerID, job: defaultJob, attackerEmail: bobEmail},
+		isoAttack(t, s, bob, isoTarget{tenant: "default", project: "web", env: "development", secret: "DEFAULT_KEY", userID: ownerID, job: defaultJob, invitation: defaultInv, attackerEmail: bobEmail},
 			defaultValue, ownerEmail)
 		isoSameSnapshot(t, "requests from a non-member of tenant default", before, isoSnapshot(t, db))
 
@@ -486,7 +493,7 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 func isoJoin(s *server, email, projectRole string, envs map[string]string) string {
 	s.t.Helper()
 	tok := s.newUser(email)
-	s.must(http.StatusOK, "POST", "/api/v1/tenants/default/members", s.owner, map[string]string{"email": email, "role": "member"})
+	s.join(s.owner, "default", tok, email, "member")
 	if projectRole != "" {
 		isoSetProjectRole(s, s.owner, email, projectRole, envs)
 	}

@@ -799,7 +799,7 @@ func TestBYOKDisablingTenantKeyCutsOnlyThatTenant(t *testing.T) {
 			bValue := "b-" + uuid.NewString()
 			s.must(http.StatusCreated, "PUT", bPath, bob, map[string]string{"value": bValue})
 			admin := s.newUser("admin@default.example")
-			s.must(http.StatusOK, "POST", "/api/v1/tenants/default/members", owner, map[string]string{"email": "admin@default.example", "role": "admin"})
+			s.join(owner, "default", admin, "admin@default.example", "admin")
 
 			const kekPath = "/api/v1/tenants/default/keys/kek"
 			// Refusals change nothing.

@@ -131,6 +131,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/users", s.createUser) // instance admins; checked by the service
 	v1.GET("/tenants", s.listTenants)
 	v1.POST("/tenants", s.createTenant)
+	v1.POST("/invitations/accept", s.acceptInvitation) // the invitation's addressee; checked by the service
 
 	// Tenant members: the token and the tenant, project and environment of the URL are
 	// resolved together, and anyone who is not a member gets 404.
@@ -139,7 +140,9 @@ func (s *Server) routes() *gin.Engine {
 	t.PATCH("", s.updateTenant)
 	t.DELETE("", s.deleteTenant)
 	t.GET("/members", s.listMembers)
-	t.POST("/members", s.addMember)
+	t.GET("/invitations", s.listInvitations)
+	t.POST("/invitations", s.createInvitation)
+	t.DELETE("/invitations/:invitation", s.revokeInvitation)
 	t.DELETE("/members/:user", s.removeMember)
 	t.GET("/projects", s.listProjects)
 	t.POST("/projects", s.createProject)

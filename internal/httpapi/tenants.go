@@ -96,31 +96,6 @@ func (s *Server) listMembers(c *gin.Context) {
 	respondPage(c, p, ms, func(m tenant.Member) string { return m.Email }, viewMember)
 }
 
-type addMemberReq struct {
-	Email string `json:"email"`
-	Role  string `json:"role"`
-}
-
-func (s *Server) addMember(c *gin.Context) {
-	sc := s.scope(c)
-	var req addMemberReq
-	if err := decode(c, &req); err != nil {
-		s.fail(c, err)
-		return
-	}
-	email, err := normalizeEmail(req.Email)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	m, err := s.tenants.AddMember(c.Request.Context(), actor(c), sc, email, tenant.Role(req.Role))
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, viewMember(m))
-}
-
 func (s *Server) removeMember(c *gin.Context) {
 	sc := s.scope(c)
 	if err := s.tenants.RemoveMember(c.Request.Context(), actor(c), sc, c.Param("user")); err != nil {

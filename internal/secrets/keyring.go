@@ -143,11 +143,11 @@ func (k *Keyring) Unwrap(ctx context.Context, tenantID, projectID, envID string,
 	}
 	w, err := k.wrapperFor(wk)
 	if err != nil {
-		return nil, keyFailure(err, wk.TenantKEK, "no value was read")
+		return nil, keyFailure(err, wk.TenantKEK, "nothing was read or written")
 	}
 	material, err := w.UnwrapKey(ctx, wk.KEKID, wk.Wrapped, EncryptionContext(tenantID, projectID, envID))
 	if err != nil {
-		return nil, keyFailure(err, wk.TenantKEK, "no value was read")
+		return nil, keyFailure(err, wk.TenantKEK, "nothing was read or written")
 	}
 	defer clear(material)
 	dk, err := crypto.DataKeyFrom(id, material)

@@ -268,13 +268,17 @@ func (s *Store) ListMembers(ctx context.Context, tenantID, after string, limit i
 	return out, nil
 }
 
-func userIDByEmail(tx *gorm.DB, email string) (string, string, error) {
+// tenantMemberByEmail finds the member of the tenant with an e-mail address. An address no
+// user has and a user who is not a member answer alike, so that naming an address tells a
+// tenant admin nothing about the rest of the instance.
+func (s *Store) tenantMemberByEmail(tx *gorm.DB, tenantID, email string) (string, string, error) {
 	var rows []struct{ ID, Name string }
-	if err := tx.Raw(`SELECT id, name FROM users WHERE email = ?`, email).Scan(&rows).Error; err != nil {
+	if err := tx.Raw(`SELECT u.id, u.name FROM users u JOIN tenant_members m ON m.user_id = u.id AND m.tenant_id = ?
+		WHERE u.email = ?`+s.forUpdate(), tenantID, email).Scan(&rows).Error; err != nil {
 		return "", "", err
 	}
 	if len(rows) == 0 {
-		return "", "", coffer.Errorf(coffer.EINVALID, "no user has that e-mail address; an instance admin creates users first")
+		return "", "", coffer.Errorf(coffer.EINVALID, "no member of this tenant has that e-mail address; invite them to the tenant first")
 	}
 	return rows[0].ID, rows[0].Name, nil
 }
@@ -296,46 +300,6 @@ func (s *Store) memberRole(tx *gorm.DB, tenantID, userID string) (tenant.Role, e
 		return "", nil
 	}
 	return tenant.Role(roles[0]), nil
-}
-
-// AddMember implements tenant.Store.
-func (s *Store) AddMember(ctx context.Context, tenantID, email string, role tenant.Role, actorRole tenant.Role, e audit.Entry) (tenant.Member, error) {
-	var m tenant.Member
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		userID, name, err := userIDByEmail(tx, email)
-		if err != nil {
-			return err
-		}
-		current, err := s.memberRole(tx, tenantID, userID)
-		if err != nil {
-			return err
-		}
-		if err := tenant.CheckGrantRole(actorRole, current); current != "" && err != nil {
-			return err
-		}
-		if current == tenant.RoleOwner && role != tenant.RoleOwner {
-			if n, err := s.countOwners(tx, tenantID); err != nil {
-				return err
-			} else if n <= 1 {
-				return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
-			}
-		}
-		if current == "" {
-			err = tx.Create(&tenantMemberRow{TenantID: tenantID, UserID: userID, Role: string(role), CreatedAt: time.Now().UTC()}).Error
-		} else {
-			err = tx.Exec(`UPDATE tenant_members SET role = ? WHERE tenant_id = ? AND user_id = ?`, string(role), tenantID, userID).Error
-		}
-		if err != nil {
-			return err
-		}
-		m = tenant.Member{UserID: userID, Email: email, Name: name, Role: role}
-		e.TargetID = userID
-		if current != "" {
-			e.Metadata["previous_role"] = string(current)
-		}
-		return appendAudit(tx, e)
-	})
-	return m, err
 }
 
 // RemoveMember implements tenant.Store; project memberships in the tenant go with it.
@@ -530,14 +494,9 @@ func (s *Store) ListProjectMembers(ctx context.Context, tenantID, projectID, aft
 func (s *Store) PutProjectMember(ctx context.Context, tenantID, projectID, email string, role tenant.ProjectRole, envs map[string]tenant.Access, e audit.Entry) (tenant.ProjectMember, error) {
 	var m tenant.ProjectMember
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		userID, name, err := userIDByEmail(tx, email)
+		userID, name, err := s.tenantMemberByEmail(tx, tenantID, email)
 		if err != nil {
 			return err
-		}
-		if r, err := s.memberRole(tx, tenantID, userID); err != nil {
-			return err
-		} else if r == "" {
-			return coffer.Errorf(coffer.EINVALID, "the user must be a member of the tenant first")
 		}
 		now := time.Now().UTC()
 		res := tx.Exec(`UPDATE project_members SET role = ? WHERE project_id = ? AND user_id = ?`, string(role), projectID, userID)

@@ -82,23 +82,6 @@ func (s *Service) ListMembers(ctx context.Context, sc Scope, after string, limit
 	return s.store.ListMembers(ctx, sc.Tenant.ID, after, limit)
 }
 
-// AddMember adds an existing user (by e-mail) to the tenant or changes their role.
-func (s *Service) AddMember(ctx context.Context, actor audit.Actor, sc Scope, email string, role Role) (Member, error) {
-	if !role.Valid() {
-		return Member{}, coffer.Errorf(coffer.EINVALID, "role must be owner, admin or member")
-	}
-	if err := CheckGrantRole(sc.Role, role); err != nil {
-		return Member{}, err
-	}
-	e := actor.New(audit.ActionTenantMemberAdd, sc.Tenant.ID, "user", "", sc.Tenant.Slug, map[string]any{"role": string(role)})
-	m, err := s.store.AddMember(ctx, sc.Tenant.ID, email, role, sc.Role, e)
-	if err != nil {
-		return Member{}, err
-	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID})
-	return m, nil
-}
-
 // RemoveMember removes a user from the tenant and all its projects. The last owner stays.
 func (s *Service) RemoveMember(ctx context.Context, actor audit.Actor, sc Scope, userID string) error {
 	if !sc.Role.CanManageTenant() && userID != sc.UserID {

@@ -86,8 +86,6 @@ type Store interface {
 	DeleteTenant(ctx context.Context, tenantID string, e audit.Entry) error
 
 	ListMembers(ctx context.Context, tenantID, after string, limit int) ([]Member, error)
-	// AddMember adds or changes the member with the given e-mail address.
-	AddMember(ctx context.Context, tenantID, email string, role Role, actorRole Role, e audit.Entry) (Member, error)
 	RemoveMember(ctx context.Context, tenantID, userID string, actorRole Role, e audit.Entry) error
 
 	CreateProject(ctx context.Context, p *Project, envs []NewEnvironment, e audit.Entry) error
@@ -107,9 +105,12 @@ type Store interface {
 
 	ListProjectMembers(ctx context.Context, tenantID, projectID, after string, limit int) ([]ProjectMember, error)
 	// PutProjectMember sets a member's role and replaces their overrides; the user must be
-	// a member of the tenant.
+	// a member of the tenant, and an address that is not a member's answers the same whether
+	// or not a user has it.
 	PutProjectMember(ctx context.Context, tenantID, projectID, email string, role ProjectRole, envs map[string]Access, e audit.Entry) (ProjectMember, error)
 	RemoveProjectMember(ctx context.Context, tenantID, projectID, userID string, e audit.Entry) error
+
+	InvitationStore
 }
 
 // KeyMaker creates the first data key of a new environment, wrapped for storage, and forgets

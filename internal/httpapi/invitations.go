@@ -1,0 +1,104 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// invitationView is an invitation as shown to the tenant's owners and admins. The code is
+// only ever in accept_url, once, in the answer to the create.
+type invitationView struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
+	AcceptURL string    `json:"accept_url,omitempty"`
+}
+
+func viewInvitation(inv tenant.Invitation) invitationView {
+	return invitationView{ID: inv.ID, Email: inv.Email, Role: string(inv.Role), ExpiresAt: inv.ExpiresAt}
+}
+
+type createInvitationReq struct {
+	Email string `json:"email"`
+	Role  string `json:"role"`
+}
+
+// createInvitation answers the same for an address that has an account, one that has none
+// and one that is already a member: nothing is looked up.
+func (s *Server) createInvitation(c *gin.Context) {
+	sc := s.scope(c)
+	var req createInvitationReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	email, err := normalizeEmail(req.Email)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	inv, code, err := s.tenants.CreateInvitation(c.Request.Context(), actor(c), sc, email, tenant.Role(req.Role))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	v := viewInvitation(inv)
+	v.AcceptURL = strings.TrimRight(s.cfg.BaseURL, "/") + "/invitations/accept?code=" + url.QueryEscape(code)
+	c.JSON(http.StatusCreated, v)
+}
+
+func (s *Server) listInvitations(c *gin.Context) {
+	sc := s.scope(c)
+	p, err := parsePage(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	invs, err := s.tenants.ListInvitations(c.Request.Context(), sc, p.after, p.fetch())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	respondPage(c, p, invs, func(inv tenant.Invitation) string { return inv.ID }, viewInvitation)
+}
+
+func (s *Server) revokeInvitation(c *gin.Context) {
+	sc := s.scope(c)
+	if err := s.tenants.RevokeInvitation(c.Request.Context(), actor(c), sc, c.Param("invitation")); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type acceptInvitationReq struct {
+	Code string `json:"code"`
+}
+
+type acceptedView struct {
+	Tenant        tenantView `json:"tenant"`
+	AlreadyMember bool       `json:"already_member"`
+}
+
+// acceptInvitation joins the caller to the inviting tenant. Every failure is the same 404.
+func (s *Server) acceptInvitation(c *gin.Context) {
+	var req acceptInvitationReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	p := principal(c)
+	a, err := s.tenants.AcceptInvitation(c.Request.Context(), actor(c), p.User.ID, p.User.Email, req.Code)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, acceptedView{Tenant: viewTenant(a.Tenant, a.Role), AlreadyMember: a.AlreadyMember})
+}
