@@ -38,6 +38,8 @@ const (
 	ActionSecretRollback      = "secret.rollback"
 	ActionSecretReveal        = "secret.reveal"
 	ActionUserCreate          = "user.create"
+	ActionUserDisable         = "user.disable"
+	ActionUserEnable          = "user.enable"
 	ActionTokenCreate         = "token.create"
 	ActionTokenRevoke         = "token.revoke"
 	ActionBootstrap           = "instance.bootstrap"

@@ -18,6 +18,9 @@ type User struct {
 	Name          string
 	InstanceAdmin bool // manages users and settings; sees no tenant's data without membership
 	CreatedAt     time.Time
+	// DisabledAt is set while an instance admin has disabled the user: none of their
+	// credentials is accepted.
+	DisabledAt *time.Time
 }
 
 // Principal is the authenticated caller of a request.
@@ -72,6 +75,8 @@ type Store interface {
 	// is already revoked, is ENOTFOUND.
 	RevokeToken(ctx context.Context, userID, tokenID string, at time.Time, entries func(descendants []string) []audit.Entry) error
 	CreateUser(ctx context.Context, u User, t Token, hash string, e audit.Entry) error
+	// SetUserDisabled disables (at != nil) or enables (nil) a user; ENOTFOUND if none.
+	SetUserDisabled(ctx context.Context, userID string, at *time.Time, e audit.Entry) error
 	// Bootstrap creates the first user as owner of the first tenant, with a token, only if
 	// the instance was never bootstrapped; otherwise ECONFLICT.
 	Bootstrap(ctx context.Context, u User, t tenant.Tenant, tok Token, hash string, e audit.Entry) error

@@ -85,7 +85,8 @@ func (s *Service) AuthorizeScope(ctx context.Context, tok, tenantSlug, projectSl
 // accept checks a looked-up token and records its use.
 func (s *Service) accept(ctx context.Context, rec TokenRecord, hash string) (Principal, error) {
 	now := s.now()
-	if !HashesEqual(rec.Hash, hash) || rec.RevokedAt != nil || (rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)) {
+	if !HashesEqual(rec.Hash, hash) || rec.RevokedAt != nil || (rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)) ||
+		rec.User.DisabledAt != nil {
 		return Principal{}, ErrBadToken
 	}
 	if s.shouldTouch(rec.ID, now) {
@@ -220,6 +221,25 @@ func (s *Service) CreateUser(ctx context.Context, actor audit.Actor, p Principal
 		return User{}, "", err
 	}
 	return u, secret, nil
+}
+
+// SetUserDisabled disables or enables a user; instance admins only, and never themselves (an
+// instance must not lose its last way in by a slip). A disabled user's tokens fail on the very
+// next request; enabling them again restores them.
+func (s *Service) SetUserDisabled(ctx context.Context, actor audit.Actor, p Principal, userID string, disabled bool) error {
+	if !p.User.InstanceAdmin {
+		return coffer.Errorf(coffer.EFORBIDDEN, "only instance admins disable or enable users")
+	}
+	if userID == p.User.ID {
+		return coffer.Errorf(coffer.ECONFLICT, "you cannot disable or enable yourself")
+	}
+	var at *time.Time
+	action := audit.ActionUserEnable
+	if disabled {
+		now := s.now()
+		at, action = &now, audit.ActionUserDisable
+	}
+	return s.store.SetUserDisabled(ctx, userID, at, actor.New(action, "", "user", userID, userID, nil))
 }
 
 // BootstrapRequest describes the first owner and tenant.

@@ -123,6 +123,19 @@ func (m *memStore) CreateUser(_ context.Context, u User, t Token, hash string, e
 	return nil
 }
 
+func (m *memStore) SetUserDisabled(_ context.Context, userID string, at *time.Time, e audit.Entry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for hash, rec := range m.tokens {
+		if rec.User.ID == userID {
+			rec.User.DisabledAt = at
+			m.tokens[hash] = rec
+		}
+	}
+	m.entries = append(m.entries, e)
+	return nil
+}
+
 func (m *memStore) Bootstrap(_ context.Context, u User, t tenant.Tenant, tok Token, hash string, e audit.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -129,6 +129,8 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/tokens", s.createToken)
 	v1.DELETE("/tokens/:id", s.revokeToken)
 	v1.POST("/users", s.createUser) // instance admins; checked by the service
+	v1.POST("/users/:id/disable", s.disableUser)
+	v1.POST("/users/:id/enable", s.enableUser)
 	v1.GET("/tenants", s.listTenants)
 	v1.POST("/tenants", s.createTenant)
 	v1.POST("/invitations/accept", s.acceptInvitation) // the invitation's addressee; checked by the service

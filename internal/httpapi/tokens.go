@@ -99,6 +99,18 @@ func (s *Server) revokeToken(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
+func (s *Server) disableUser(c *gin.Context) { s.setUserDisabled(c, true) }
+
+func (s *Server) enableUser(c *gin.Context) { s.setUserDisabled(c, false) }
+
+func (s *Server) setUserDisabled(c *gin.Context, disabled bool) {
+	if err := s.auth.SetUserDisabled(c.Request.Context(), actor(c), principal(c), c.Param("id"), disabled); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 type createUserReq struct {
 	Email string `json:"email"`
 	Name  string `json:"name"`

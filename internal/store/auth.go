@@ -62,7 +62,7 @@ func newTokenRow(t auth.Token, hash string) *tokenRow {
 func (s *Store) TokenByHash(ctx context.Context, hash string) (auth.TokenRecord, error) {
 	// Every request runs this: scan by hand, without gorm's reflection.
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT t.id, t.user_id, t.name, t.token_hash, t.display_prefix, t.expires_at,
-		t.last_used_at, t.revoked_at, t.created_at, u.email, u.name, u.instance_admin, u.created_at
+		t.last_used_at, t.revoked_at, t.created_at, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at
 		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hash).Rows()
 	if err != nil {
 		return auth.TokenRecord{}, dbErr(err)
@@ -77,7 +77,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (auth.TokenRecord,
 	var rec auth.TokenRecord
 	t, u := &rec.Token, &rec.User
 	if err := rows.Scan(&t.ID, &t.UserID, &t.Name, &rec.Hash, &t.DisplayPrefix, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt,
-		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt); err != nil {
+		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt, &u.DisabledAt); err != nil {
 		return auth.TokenRecord{}, dbErr(err)
 	}
 	u.ID = t.UserID
@@ -256,3 +256,8 @@ var (
 	_ auth.Store     = (*Store)(nil)
 	_ audit.Appender = (*Store)(nil)
 )
+
+// SetUserDisabled implements auth.Store.
+func (s *Store) SetUserDisabled(ctx context.Context, userID string, at *time.Time, e audit.Entry) error {
+	return s.changeOne(ctx, "user", e, `UPDATE users SET disabled_at = ?, updated_at = ? WHERE id = ?`, at, time.Now().UTC(), userID)
+}

@@ -145,7 +145,7 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 	)
 	t, u := &rec.Token, &rec.User
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT tok.id, tok.user_id, tok.name, tok.token_hash, tok.display_prefix,
-		tok.expires_at, tok.last_used_at, tok.revoked_at, tok.created_at, u.email, u.name, u.instance_admin, u.created_at,
+		tok.expires_at, tok.last_used_at, tok.revoked_at, tok.created_at, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at,
 		t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
 		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
 		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision
@@ -170,7 +170,7 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		return rec, tenant.Scope{}, notFound("token")
 	}
 	if err := rows.Scan(&t.ID, &t.UserID, &t.Name, &rec.Hash, &t.DisplayPrefix, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt,
-		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt,
+		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt, &u.DisabledAt,
 		&tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
 		&pID, &pSlug, &pName, &pCreated, &pUpdated, &pRole,
 		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision); err != nil {
