@@ -3,6 +3,7 @@ package app_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -50,6 +51,21 @@ func TestInvitations(t *testing.T) {
 
 		// Known, unknown and already-member addresses answer alike.
 		known := create(s.owner, "Kim@Example.COM", "admin")
+
+		// The link opens a page that shows how to accept and accepts nothing.
+		link, _ := known.body["accept_url"].(string)
+		page, err := s.client.Get(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(page.Body)
+		page.Body.Close()
+		if page.StatusCode != http.StatusOK || !strings.Contains(string(body), codeOf(known)) || !strings.Contains(string(body), acceptPath) {
+			t.Fatalf("GET %s: %d %s", link, page.StatusCode, body)
+		}
+		if r := s.call("GET", "/invitations/accept?code=not-a-code", "", nil); r.status != http.StatusNotFound {
+			t.Fatalf("a malformed invitation link: %d", r.status)
+		}
 		unknown := create(s.owner, "nobody@example.com", "admin")
 		member := create(s.owner, ownerEmail, "admin")
 		const want = "accept_url,email,expires_at,id,role"

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -101,4 +102,25 @@ func (s *Server) acceptInvitation(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, acceptedView{Tenant: viewTenant(a.Tenant, a.Role), AlreadyMember: a.AlreadyMember})
+}
+
+// invitationCodeRE is the shape of an invitation code (32 random bytes, base64url).
+var invitationCodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+type invitationPage struct {
+	Code      string
+	AcceptAPI string
+}
+
+// invitationPage is where an invitation link leads. A GET changes nothing: it shows how to
+// accept (the browser sign-in that will accept it here comes with sessions). The code is only
+// echoed back when it has the right shape, and the page is not cached (secureHeaders).
+func (s *Server) invitationPage(c *gin.Context) {
+	code := c.Query("code")
+	page := invitationPage{AcceptAPI: strings.TrimRight(s.cfg.BaseURL, "/") + "/api/v1/invitations/accept"}
+	status := http.StatusNotFound
+	if invitationCodeRE.MatchString(code) {
+		page.Code, status = code, http.StatusOK
+	}
+	s.render(c, status, "invitation.html", page)
 }

@@ -119,6 +119,7 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/", s.index)
 	r.GET("/setup", s.setupForm)
 	r.POST("/setup", s.setupSubmit)
+	r.GET("/invitations/accept", s.invitationPage)
 	r.StaticFS("/static", http.FS(s.static))
 	r.GET("/api/v1/openapi.json", s.openapi)
 
