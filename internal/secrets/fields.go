@@ -86,15 +86,6 @@ func (f *Fields) key(ctx context.Context) (*crypto.DataKey, error) {
 		return nil, coffer.Wrap(coffer.EINTERNAL, err, "platform key id is malformed")
 	}
 	return f.keys.cache.Get(ctx, platformOwner, id, func(ctx context.Context) (*crypto.DataKey, error) {
-		w, err := f.keys.wrapperFor(wk)
-		if err != nil {
-			return nil, keyFailure(err, false, "no field was opened")
-		}
-		m, err := w.UnwrapKey(ctx, wk.KEKID, wk.Wrapped, platformContext)
-		if err != nil {
-			return nil, keyFailure(err, false, "no field was opened")
-		}
-		defer clear(m)
-		return crypto.DataKeyFrom(id, m)
+		return f.keys.unwrap(ctx, wk, platformContext)
 	})
 }

@@ -135,8 +135,15 @@ func (k *Keyring) wrapperFor(wk tenant.WrappedKey) (crypto.KeyWrapper, error) {
 	return nil, crypto.Unavailable(wk.KEKID, "this key is not configured on this server", nil)
 }
 
-// Unwrap opens a stored data key of an environment, bypassing the cache (rotation uses it).
+// Unwrap opens a stored data key of an environment, bypassing the cache (benchmarks seeding
+// data use it).
 func (k *Keyring) Unwrap(ctx context.Context, tenantID, projectID, envID string, wk tenant.WrappedKey) (*crypto.DataKey, error) {
+	return k.unwrap(ctx, wk, EncryptionContext(tenantID, projectID, envID))
+}
+
+// unwrap opens any stored data key (an environment's, the platform's) under the context it was
+// wrapped with, through the one KEK allowed to open it.
+func (k *Keyring) unwrap(ctx context.Context, wk tenant.WrappedKey, ec crypto.EncryptionContext) (*crypto.DataKey, error) {
 	id, err := uuid.Parse(wk.ID)
 	if err != nil {
 		return nil, coffer.Wrap(coffer.EINTERNAL, err, "data key id is malformed")
@@ -145,7 +152,7 @@ func (k *Keyring) Unwrap(ctx context.Context, tenantID, projectID, envID string,
 	if err != nil {
 		return nil, keyFailure(err, wk.TenantKEK, "nothing was read or written")
 	}
-	material, err := w.UnwrapKey(ctx, wk.KEKID, wk.Wrapped, EncryptionContext(tenantID, projectID, envID))
+	material, err := w.UnwrapKey(ctx, wk.KEKID, wk.Wrapped, ec)
 	if err != nil {
 		return nil, keyFailure(err, wk.TenantKEK, "nothing was read or written")
 	}
@@ -155,6 +162,15 @@ func (k *Keyring) Unwrap(ctx context.Context, tenantID, projectID, envID string,
 		return nil, fmt.Errorf("data key %s: %w", id, err)
 	}
 	return dk, nil
+}
+
+// keyByID is key for a key id as stored (in an environment row or a job's cursor).
+func (k *Keyring) keyByID(ctx context.Context, tenantID, projectID, envID, keyID string) (*crypto.DataKey, error) {
+	id, err := uuid.Parse(keyID)
+	if err != nil {
+		return nil, coffer.Wrap(coffer.EINTERNAL, err, "data key id is malformed")
+	}
+	return k.key(ctx, tenantID, projectID, envID, id)
 }
 
 // key returns the unwrapped data key keyID of an environment, from the cache when it can.

@@ -463,14 +463,11 @@ func (r *Rotator) resealEnv(ctx context.Context, j *Job, env EnvRef, cur resealC
 		r.keys.cache.Add(env.ID, dk)
 		j.Cursor = cur.String()
 	}
-	newID, err := uuid.Parse(cur.Key)
-	if err != nil {
-		return fmt.Errorf("job %s: bad key id in cursor: %w", j.ID, err)
-	}
-	newKey, err := r.keys.key(ctx, env.TenantID, env.ProjectID, env.ID, newID)
+	newKey, err := r.keys.keyByID(ctx, env.TenantID, env.ProjectID, env.ID, cur.Key)
 	if err != nil {
 		return err
 	}
+	newID := newKey.ID()
 	var (
 		old   *crypto.DataKey
 		plain []byte

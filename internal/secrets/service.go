@@ -402,22 +402,17 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 	// service while holding the environment's lock.
 	var cur *crypto.DataKey
 	if puts > 0 && !s.mustRoll(env.Key, puts) {
-		kid, err := uuid.Parse(env.Key.ID)
-		if err != nil {
-			return nil, coffer.Wrap(coffer.EINTERNAL, err, "environment key id is malformed")
-		}
-		if cur, err = s.keys.key(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, kid); err != nil {
+		var err error
+		if cur, err = s.keys.keyByID(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, env.Key.ID); err != nil {
 			return nil, err
 		}
 	}
 	w := Write{
-		TenantID: sc.Tenant.ID,
-		EnvID:    env.ID,
-		Author:   actor.ID,
-		Changes:  changes,
-		RollNeeded: func(k tenant.KeyInfo, n int64) bool {
-			return s.mustRoll(k, n)
-		},
+		TenantID:   sc.Tenant.ID,
+		EnvID:      env.ID,
+		Author:     actor.ID,
+		Changes:    changes,
+		RollNeeded: s.mustRoll,
 		RollAudit: func(prev tenant.KeyInfo, next tenant.WrappedKey) audit.Entry {
 			return actor.New(audit.ActionKeyRoll, sc.Tenant.ID, "environment", env.ID, sc.Path(),
 				map[string]any{"previous_key": prev.ID, "key": next.ID, "kek": next.KEKID, "previous_uses": prev.Uses})
@@ -425,11 +420,8 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 		Seal: func(keyID, name string, version int, value string) ([]byte, error) {
 			key := cur
 			if key == nil || key.ID().String() != keyID {
-				kid, err := uuid.Parse(keyID)
-				if err != nil {
-					return nil, coffer.Wrap(coffer.EINTERNAL, err, "environment key id is malformed")
-				}
-				if key, err = s.keys.key(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, kid); err != nil {
+				var err error
+				if key, err = s.keys.keyByID(ctx, sc.Tenant.ID, sc.Project.ID, env.ID, keyID); err != nil {
 					return nil, err
 				}
 			}
