@@ -43,6 +43,8 @@ type App struct {
 	Fields *secrets.Fields
 	// SetupURL is the one-time setup link, empty once the instance is set up.
 	SetupURL string
+	// Auth is the identity service: users, tokens and sessions.
+	Auth *auth.Service
 }
 
 // Options are test and benchmark hooks; production leaves them zero.
@@ -118,6 +120,8 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	a.batcher = audit.NewBatcher(a.Store, 512)
 	pub := coffer.NopPublisher{}
 	authSvc := auth.NewService(a.Store, store.NewID)
+	authSvc.SetSessionPolicy(auth.SessionPolicy{Idle: a.cfg.SessionIdle, Absolute: a.cfg.SessionMaxAge})
+	a.Auth = authSvc
 	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
 	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, policy)
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is every setting; each is a flag and a COFFER_* environment variable. Values that
@@ -44,6 +45,9 @@ type Config struct {
 	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For is believed.
 	TrustedProxies []string
 	KeyJobBatch    int
+	// SessionIdle and SessionMaxAge are the browser sessions' idle and absolute timeouts.
+	SessionIdle   time.Duration
+	SessionMaxAge time.Duration
 }
 
 // Setting documents one configuration entry; README's table lists the same.
@@ -94,6 +98,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	str(&kmsPrevious, "kms-previous-key-ids", "COFFER_KMS_PREVIOUS_KEY_IDS", "", "comma-separated KMS key ARNs that only unwrap, until a rewrap moves their data keys")
 	str(&c.MetricsListen, "metrics-listen", "COFFER_METRICS_LISTEN", "", "address for Prometheus /metrics (off when empty)")
 	str(&keyJobBatch, "key-job-batch", "COFFER_KEY_JOB_BATCH", "1000", "items per transaction in key rotation jobs")
+	var sessionIdle, sessionMax string
+	str(&sessionIdle, "session-idle-timeout", "COFFER_SESSION_IDLE_TIMEOUT", "1h", "a browser session not used for this long ends")
+	str(&sessionMax, "session-max-age", "COFFER_SESSION_MAX_AGE", "12h", "every browser session ends this long after sign-in")
 	str(&c.BootstrapEmail, "bootstrap-email", "COFFER_BOOTSTRAP_EMAIL", "admin@localhost", "e-mail of the first owner created by COFFER_BOOTSTRAP_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -113,6 +120,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	c.DBMaxConns = n
 	if c.KeyJobBatch, err = strconv.Atoi(keyJobBatch); err != nil || c.KeyJobBatch < 1 || c.KeyJobBatch > 10000 {
 		return Config{}, fmt.Errorf("COFFER_KEY_JOB_BATCH must be an integer from 1 to 10000")
+	}
+	if c.SessionIdle, err = time.ParseDuration(sessionIdle); err != nil || c.SessionIdle < time.Minute {
+		return Config{}, fmt.Errorf("COFFER_SESSION_IDLE_TIMEOUT must be a duration of at least 1m, such as 30m or 1h")
+	}
+	if c.SessionMaxAge, err = time.ParseDuration(sessionMax); err != nil || c.SessionMaxAge < c.SessionIdle || c.SessionMaxAge > 30*24*time.Hour {
+		return Config{}, fmt.Errorf("COFFER_SESSION_MAX_AGE must be a duration from the idle timeout to 720h, such as 12h")
 	}
 	c.KMSPreviousKeyIDs = splitList(kmsPrevious)
 	c.TrustedProxies = splitList(trustedProxies)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/app"
 )
@@ -50,6 +51,8 @@ func TestConfigDefaults(t *testing.T) {
 		BootstrapEmail: "admin@localhost",
 		KMS:            "local",
 		KeyJobBatch:    1000,
+		SessionIdle:    time.Hour,
+		SessionMaxAge:  12 * time.Hour,
 	}
 	cfgSamePath(t, "MasterKeyFile", c.MasterKeyFile, "./coffer-data/master.key")
 	// An empty BaseURL means "http://" plus the address actually bound, which for the
@@ -86,6 +89,8 @@ func TestConfigEnvOverrides(t *testing.T) {
 		"COFFER_PREVIOUS_MASTER_KEYS": "b2xkLWtleS1vbmU=,b2xkLWtleS10d28=",
 		"COFFER_METRICS_LISTEN":       "127.0.0.1:9100",
 		"COFFER_KEY_JOB_BATCH":        "500",
+		"COFFER_SESSION_IDLE_TIMEOUT": "30m",
+		"COFFER_SESSION_MAX_AGE":      "8h",
 	}
 	want := app.Config{
 		Listen:             "127.0.0.1:9090",
@@ -109,6 +114,8 @@ func TestConfigEnvOverrides(t *testing.T) {
 		PreviousMasterKeys: []string{"b2xkLWtleS1vbmU=", "b2xkLWtleS10d28="},
 		MetricsListen:      "127.0.0.1:9100",
 		KeyJobBatch:        500,
+		SessionIdle:        30 * time.Minute,
+		SessionMaxAge:      8 * time.Hour,
 	}
 	if got := cfgMustParse(t, nil, env); !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
@@ -189,6 +196,10 @@ func TestConfigRejects(t *testing.T) {
 		{"bad log format", nil, map[string]string{"COFFER_LOG_FORMAT": "xml"}, "log format"},
 		{"bad log format flag", []string{"-log-format", "logfmt"}, nil, "log format"},
 		{"zero max conns", nil, map[string]string{"COFFER_DB_MAX_CONNS": "0"}, "COFFER_DB_MAX_CONNS"},
+		{"idle timeout not a duration", nil, map[string]string{"COFFER_SESSION_IDLE_TIMEOUT": "an hour"}, "COFFER_SESSION_IDLE_TIMEOUT"},
+		{"idle timeout too short", nil, map[string]string{"COFFER_SESSION_IDLE_TIMEOUT": "10s"}, "COFFER_SESSION_IDLE_TIMEOUT"},
+		{"max age below idle", nil, map[string]string{"COFFER_SESSION_IDLE_TIMEOUT": "2h", "COFFER_SESSION_MAX_AGE": "1h"}, "COFFER_SESSION_MAX_AGE"},
+		{"max age above 30 days", nil, map[string]string{"COFFER_SESSION_MAX_AGE": "1000h"}, "COFFER_SESSION_MAX_AGE"},
 		{"negative max conns", nil, map[string]string{"COFFER_DB_MAX_CONNS": "-4"}, "COFFER_DB_MAX_CONNS"},
 		{"non-numeric max conns", nil, map[string]string{"COFFER_DB_MAX_CONNS": "lots"}, "COFFER_DB_MAX_CONNS"},
 		{"zero max conns flag", []string{"-db-max-conns", "0"}, nil, "COFFER_DB_MAX_CONNS"},

@@ -43,6 +43,8 @@ const (
 	ActionTokenCreate         = "token.create"
 	ActionTokenRevoke         = "token.revoke"
 	ActionBootstrap           = "instance.bootstrap"
+	ActionLogin               = "auth.login"
+	ActionLogout              = "auth.logout"
 )
 
 // Actor is who is acting and from where, taken from the authenticated request.

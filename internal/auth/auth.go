@@ -25,8 +25,12 @@ type User struct {
 
 // Principal is the authenticated caller of a request.
 type Principal struct {
+	// Kind is how the caller proved who they are: KindSession, KindPersonalToken, ...
+	Kind    string
 	User    User
 	TokenID string
+	// SessionID is the browser session of a KindSession principal.
+	SessionID string
 	// TokenExpiresAt is when the presenting token expires (nil: never). A credential created
 	// with this principal may not outlive it.
 	TokenExpiresAt *time.Time
@@ -54,8 +58,9 @@ type TokenRecord struct {
 	User      User
 }
 
-// Store persists users and tokens.
+// Store persists users, tokens and sessions.
 type Store interface {
+	SessionStore
 	// TokenByHash returns the token with that hash and its user; ENOTFOUND if none.
 	TokenByHash(ctx context.Context, hash string) (TokenRecord, error)
 	// TokenScope is TokenByHash and the scope the slugs name for the token's user, in one

@@ -24,13 +24,16 @@ type Service struct {
 	newID func() string
 	now   func() time.Time
 
+	sessions SessionPolicy
+
 	mu      sync.Mutex
 	touched map[string]time.Time // token id > last recorded use, to throttle writes
 }
 
 // NewService returns a Service.
 func NewService(store Store, newID func() string) *Service {
-	return &Service{store: store, newID: newID, now: func() time.Time { return time.Now().UTC() }, touched: map[string]time.Time{}}
+	return &Service{store: store, newID: newID, now: func() time.Time { return time.Now().UTC() }, touched: map[string]time.Time{},
+		sessions: DefaultSessionPolicy}
 }
 
 // ErrBadToken is every authentication failure, and what a store answers when the token
@@ -73,8 +76,14 @@ func (s *Service) AuthorizeScope(ctx context.Context, tok, tenantSlug, projectSl
 	if perr != nil {
 		return Principal{}, tenant.Scope{}, perr
 	}
-	if err != nil {
-		return p, tenant.Scope{}, err
+	return scoped(p, sc, err)
+}
+
+// scoped finishes a scope lookup for an accepted principal: what the store did not find, or
+// the principal may not see, is not found.
+func scoped(p Principal, sc tenant.Scope, lookupErr error) (Principal, tenant.Scope, error) {
+	if lookupErr != nil {
+		return p, tenant.Scope{}, lookupErr
 	}
 	if err := tenant.Visible(sc); err != nil {
 		return p, tenant.Scope{}, err
@@ -96,7 +105,7 @@ func (s *Service) accept(ctx context.Context, rec TokenRecord, hash string) (Pri
 			return Principal{}, err
 		}
 	}
-	return Principal{User: rec.User, TokenID: rec.ID, TokenExpiresAt: rec.ExpiresAt}, nil
+	return Principal{Kind: KindPersonalToken, User: rec.User, TokenID: rec.ID, TokenExpiresAt: rec.ExpiresAt}, nil
 }
 
 func (s *Service) shouldTouch(id string, now time.Time) bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/tenant"
 )
 
 const (
@@ -99,8 +100,15 @@ func (s *Server) recoverPanic(c *gin.Context) {
 	c.Next()
 }
 
-// authenticate requires a valid bearer token.
+// authenticate requires a valid bearer token or session cookie.
 func (s *Server) authenticate(c *gin.Context) {
+	if secret, ok := s.sessionCredential(c); ok {
+		p, err := s.auth.AuthenticateSession(c.Request.Context(), secret)
+		if s.sessionAuthenticated(c, secret, p, err) {
+			c.Next()
+		}
+		return
+	}
 	tok, ok := s.bearer(c)
 	if !ok {
 		return
@@ -112,17 +120,29 @@ func (s *Server) authenticate(c *gin.Context) {
 	c.Next()
 }
 
-// authorizeScope requires a valid bearer token and resolves, in the same query, the tenant,
-// project and environment the URL names. A scope the caller cannot see answers 404 to an
-// authenticated caller only: a bad token is always 401 first.
+// authorizeScope requires a valid bearer token or session cookie and resolves, in the same
+// query, the tenant, project and environment the URL names. A scope the caller cannot see
+// answers 404 to an authenticated caller only: a bad credential is always 401 first.
 func (s *Server) authorizeScope(c *gin.Context) {
-	tok, ok := s.bearer(c)
-	if !ok {
-		return
-	}
-	p, sc, err := s.auth.AuthorizeScope(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
-	if !s.authenticated(c, p, err) {
-		return
+	var (
+		p   auth.Principal
+		sc  tenant.Scope
+		err error
+	)
+	if secret, ok := s.sessionCredential(c); ok {
+		p, sc, err = s.auth.AuthorizeSessionScope(c.Request.Context(), secret, c.Param("tenant"), c.Param("project"), c.Param("env"))
+		if !s.sessionAuthenticated(c, secret, p, err) {
+			return
+		}
+	} else {
+		tok, ok := s.bearer(c)
+		if !ok {
+			return
+		}
+		p, sc, err = s.auth.AuthorizeScope(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
+		if !s.authenticated(c, p, err) {
+			return
+		}
 	}
 	if err != nil { // authenticated, but the scope is not theirs to see
 		s.fail(c, err)
@@ -135,7 +155,7 @@ func (s *Server) authorizeScope(c *gin.Context) {
 func (s *Server) bearer(c *gin.Context) (string, bool) {
 	tok, ok := auth.ParseBearer(c.GetHeader("Authorization"))
 	if !ok {
-		s.fail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "send a personal access token: Authorization: Bearer cfr_pat_…"))
+		s.fail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "sign in, or send a personal access token: Authorization: Bearer cfr_pat_…"))
 		return "", false
 	}
 	if !s.authLimiter.allow(failureKey(c, tok)) {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -54,7 +55,11 @@ type Server struct {
 	// mintLimiter bounds how fast one user creates tokens and users (credentials).
 	mintLimiter *attemptLimiter
 	metrics     HTTPObserver // nil: no metrics
-	engine      *gin.Engine
+	// secureCookies says the base URL is HTTPS: cookies get Secure and the __Host- prefix.
+	secureCookies bool
+	// cop refuses cross-origin state-changing browser requests.
+	cop    *http.CrossOriginProtection
+	engine *gin.Engine
 }
 
 // Deps are the services the server calls.
@@ -85,6 +90,13 @@ func New(cfg Config, d Deps) *Server {
 		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
 		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
 		metrics: d.Metrics, keyAdmin: d.Keys,
+		secureCookies: strings.HasPrefix(cfg.BaseURL, "https://"), cop: http.NewCrossOriginProtection(),
+	}
+	// Behind a proxy that rewrites Host, the Origin browsers send is the base URL's.
+	if cfg.BaseURL != "" {
+		if err := s.cop.AddTrustedOrigin(strings.TrimSuffix(cfg.BaseURL, "/")); err != nil {
+			panic(fmt.Sprintf("httpapi: base URL %q is not an origin: %v", cfg.BaseURL, err))
+		}
 	}
 	s.engine = s.routes()
 	return s
@@ -109,7 +121,7 @@ func (s *Server) routes() *gin.Engine {
 	if s.metrics != nil {
 		r.Use(s.observe)
 	}
-	r.Use(withRequestID, s.secureHeaders, s.accessLog, s.recoverPanic, s.limitBody)
+	r.Use(withRequestID, s.secureHeaders, s.accessLog, s.recoverPanic, s.limitBody, s.crossOrigin)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, coffer.Errorf(coffer.EROUTENOTFOUND, "no such route")) })
 	r.NoMethod(func(c *gin.Context) { s.fail(c, coffer.Errorf(coffer.EMETHOD, "method not allowed on this route")) })
 
@@ -120,12 +132,15 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/setup", s.setupForm)
 	r.POST("/setup", s.setupSubmit)
 	r.GET("/invitations/accept", s.invitationPage)
+	r.POST("/auth/logout", s.logout)
 	r.StaticFS("/static", http.FS(s.static))
 	r.GET("/api/v1/openapi.json", s.openapi)
 
 	// Any authenticated user.
 	v1 := r.Group("/api/v1", s.authenticate)
 	v1.GET("/me", s.me)
+	v1.GET("/sessions", s.listSessions)
+	v1.DELETE("/sessions/:id", s.revokeSession)
 	v1.GET("/tokens", s.listTokens)
 	v1.POST("/tokens", s.createToken)
 	v1.DELETE("/tokens/:id", s.revokeToken)

@@ -124,16 +124,44 @@ func (s *Store) ListTenants(ctx context.Context, userID, after string, limit int
 	return out, nil
 }
 
-// TokenScope implements auth.Store: in one query, the token with its user and, below them,
-// the tenant, project and environment named by slugs with the user's roles and override.
-// The scope joins are LEFT JOINs chained from the user's tenant membership, so a tenant the
-// user is not a member of is not found, exactly like a missing one. A missing token is
-// ENOTFOUND with an empty record; a found token with a missing scope returns the record and
-// ENOTFOUND naming the level. Every request to a tenant's routes runs this, so rows are
-// scanned by hand.
+// TokenScope implements auth.Store: the token, its user and the scope, in one query.
 func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string) (auth.TokenRecord, tenant.Scope, error) {
+	var rec auth.TokenRecord
+	t, u := &rec.Token, &rec.User
+	sc, err := s.credentialScope(ctx, `tok.id, tok.user_id, tok.name, tok.token_hash, tok.display_prefix,
+		tok.expires_at, tok.last_used_at, tok.revoked_at, tok.created_at`, "api_tokens", hash, tenantSlug, projectSlug, envSlug,
+		&t.ID, &t.UserID, &t.Name, &rec.Hash, &t.DisplayPrefix, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt, &t.CreatedAt,
+		&u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt, &u.DisabledAt)
+	u.ID, sc.UserID = t.UserID, t.UserID
+	if err != nil && t.ID == "" && coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		err = notFound("token")
+	}
+	return rec, sc, err
+}
+
+// SessionScope implements auth.Store: the session, its user and the scope, in one query.
+func (s *Store) SessionScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string) (auth.SessionRecord, tenant.Scope, error) {
+	var rec auth.SessionRecord
+	x, u := &rec.Session, &rec.User
+	sc, err := s.credentialScope(ctx, `tok.id, tok.user_id, tok.method, tok.token_hash, tok.user_agent, tok.source_ip,
+		tok.created_at, tok.last_seen_at, tok.expires_at`, "sessions", hash, tenantSlug, projectSlug, envSlug,
+		&x.ID, &x.UserID, &x.Method, &rec.Hash, &x.UserAgent, &x.SourceIP, &x.CreatedAt, &x.LastSeenAt, &x.ExpiresAt,
+		&u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt, &u.DisabledAt)
+	u.ID, sc.UserID = x.UserID, x.UserID
+	return rec, sc, err
+}
+
+// credentialScope looks up a credential by hash in table (aliased tok, with a user_id and a
+// token_hash column), its user and the tenant, project and environment the slugs name for that
+// user, in one query: the path every tenant route takes. cols are the credential's columns,
+// scanned into the first dest values; the user's email, name, instance_admin, created_at and
+// disabled_at follow. The scope joins are LEFT JOINs chained from the user's tenant membership,
+// so a tenant the user is not a member of is not found, exactly like a missing one; every
+// request to a tenant's routes runs this, so rows are scanned by hand. A missing credential is ENOTFOUND with nothing scanned; a missing (or
+// invisible because not a member) tenant, project or environment is ENOTFOUND with the
+// credential scanned.
+func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSlug, projectSlug, envSlug string, dest ...any) (tenant.Scope, error) {
 	var (
-		rec                             auth.TokenRecord
 		tID, tSlug, tName, tRole        sql.NullString
 		tCreated, tUpdated              sql.NullTime
 		pID, pSlug, pName, pRole        sql.NullString
@@ -143,13 +171,11 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		eCreated, eUpdated, kCreated    sql.NullTime
 		kUses, eRevision                sql.NullInt64
 	)
-	t, u := &rec.Token, &rec.User
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT tok.id, tok.user_id, tok.name, tok.token_hash, tok.display_prefix,
-		tok.expires_at, tok.last_used_at, tok.revoked_at, tok.created_at, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at,
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+cols+`, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at,
 		t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
 		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
 		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision
-		FROM api_tokens tok
+		FROM `+table+` tok
 		JOIN users u ON u.id = tok.user_id
 		LEFT JOIN tenant_members m ON m.user_id = tok.user_id AND m.tenant_id = (SELECT id FROM tenants WHERE slug = ?)
 		LEFT JOIN tenants t ON t.id = m.tenant_id
@@ -160,33 +186,30 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = tok.user_id
 		WHERE tok.token_hash = ?`, tenantSlug, projectSlug, envSlug, hash).Rows()
 	if err != nil {
-		return rec, tenant.Scope{}, dbErr(err)
+		return tenant.Scope{}, dbErr(err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return rec, tenant.Scope{}, dbErr(err)
+			return tenant.Scope{}, dbErr(err)
 		}
-		return rec, tenant.Scope{}, notFound("token")
+		return tenant.Scope{}, notFound("credential")
 	}
-	if err := rows.Scan(&t.ID, &t.UserID, &t.Name, &rec.Hash, &t.DisplayPrefix, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt,
-		&t.CreatedAt, &u.Email, &u.Name, &u.InstanceAdmin, &u.CreatedAt, &u.DisabledAt,
-		&tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
+	dest = append(dest, &tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
 		&pID, &pSlug, &pName, &pCreated, &pUpdated, &pRole,
-		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision); err != nil {
-		return rec, tenant.Scope{}, dbErr(err)
+		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision)
+	if err := rows.Scan(dest...); err != nil {
+		return tenant.Scope{}, dbErr(err)
 	}
-	u.ID = t.UserID
 	switch {
 	case !tID.Valid:
-		return rec, tenant.Scope{}, notFound("tenant")
+		return tenant.Scope{}, notFound("tenant")
 	case projectSlug != "" && !pID.Valid:
-		return rec, tenant.Scope{}, notFound("project")
+		return tenant.Scope{}, notFound("project")
 	case envSlug != "" && (!eID.Valid || !kID.Valid):
-		return rec, tenant.Scope{}, notFound("environment")
+		return tenant.Scope{}, notFound("environment")
 	}
 	sc := tenant.Scope{
-		UserID: u.ID,
 		Tenant: tenant.Tenant{ID: tID.String, Slug: tSlug.String, Name: tName.String, CreatedAt: tCreated.Time, UpdatedAt: tUpdated.Time},
 		Role:   tenant.Role(tRole.String),
 	}
@@ -203,7 +226,7 @@ func (s *Store) TokenScope(ctx context.Context, hash, tenantSlug, projectSlug, e
 		}
 		sc.Override = tenant.Access(eAccess.String)
 	}
-	return rec, sc, nil
+	return sc, nil
 }
 
 // UpdateTenant implements tenant.Store.
