@@ -13,7 +13,7 @@ import (
 var files embed.FS
 
 // Views are the pages every build must contain; Parse fails at start-up if one is missing.
-var Views = []string{"index.html", "setup.html", "setup_done.html", "setup_closed.html", "invitation.html"}
+var Views = []string{"index.html", "setup.html", "setup_done.html", "setup_closed.html", "invitation.html", "account.html"}
 
 // Parse parses every template and checks that each view exists.
 func Parse() (*template.Template, error) {

@@ -45,6 +45,8 @@ const (
 	ActionBootstrap           = "instance.bootstrap"
 	ActionLogin               = "auth.login"
 	ActionLogout              = "auth.logout"
+	ActionServiceTokenCreate  = "service_token.create"
+	ActionServiceTokenRevoke  = "service_token.revoke"
 )
 
 // Actor is who is acting and from where, taken from the authenticated request.

@@ -61,6 +61,8 @@ type TokenRecord struct {
 // Store persists users, tokens and sessions.
 type Store interface {
 	SessionStore
+	ServiceTokenStore
+	TenantTokenStore
 	// TokenByHash returns the token with that hash and its user; ENOTFOUND if none.
 	TokenByHash(ctx context.Context, hash string) (TokenRecord, error)
 	// TokenScope is TokenByHash and the scope the slugs name for the token's user, in one

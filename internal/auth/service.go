@@ -191,12 +191,18 @@ func (s *Service) ListTokens(ctx context.Context, p Principal, after string, lim
 // revoked token gets its own audit entry (ids only, never hashes), so "when and why was this
 // token revoked" is one lookup by target whichever token the revocation started from.
 func (s *Service) RevokeToken(ctx context.Context, actor audit.Actor, p Principal, tokenID string) error {
+	return s.revokeToken(ctx, actor, p, tokenID, "")
+}
+
+// revokeToken revokes p's token and its descendants; tenantID names the tenant whose admin
+// did it, if it was not the user.
+func (s *Service) revokeToken(ctx context.Context, actor audit.Actor, p Principal, tokenID, tenantID string) error {
 	return s.store.RevokeToken(ctx, p.User.ID, tokenID, s.now(), func(descendants []string) []audit.Entry {
 		out := make([]audit.Entry, 0, 1+len(descendants))
-		out = append(out, actor.New(audit.ActionTokenRevoke, "", "token", tokenID, tokenID,
+		out = append(out, actor.New(audit.ActionTokenRevoke, tenantID, "token", tokenID, tokenID,
 			map[string]any{"user": p.User.ID, "descendants": len(descendants)}))
 		for _, id := range descendants {
-			out = append(out, actor.New(audit.ActionTokenRevoke, "", "token", id, id,
+			out = append(out, actor.New(audit.ActionTokenRevoke, tenantID, "token", id, id,
 				map[string]any{"user": p.User.ID, "revoked_with": tokenID}))
 		}
 		return out

@@ -19,13 +19,15 @@ var errNotNeeded = errors.New("fake store: not used by these tests")
 // memStore is an in-memory Store holding only what these tests need; sessions are tested
 // against the real stores (internal/app).
 type memStore struct {
-	SessionStore // nil: calling a session method panics
-	mu           sync.Mutex
-	tokens       map[string]TokenRecord // by hash
-	lookupFn     func(hash string) (TokenRecord, error)
-	touchErr     error
-	touches      []string // token ids, in order
-	lookups      int
+	SessionStore      // nil: calling a session method panics
+	ServiceTokenStore // nil, likewise
+	TenantTokenStore
+	mu       sync.Mutex
+	tokens   map[string]TokenRecord // by hash
+	lookupFn func(hash string) (TokenRecord, error)
+	touchErr error
+	touches  []string // token ids, in order
+	lookups  int
 
 	createdTokens []storedToken
 	createdUsers  []User

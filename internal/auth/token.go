@@ -68,5 +68,5 @@ func ParseBearer(header string) (string, bool) {
 		return "", false
 	}
 	tok = strings.TrimSpace(tok)
-	return tok, tokenRE.MatchString(tok)
+	return tok, tokenRE.MatchString(tok) || serviceTokenRE.MatchString(tok)
 }

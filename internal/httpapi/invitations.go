@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/tenant"
 )
 
@@ -110,17 +111,48 @@ var invitationCodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 type invitationPage struct {
 	Code      string
 	AcceptAPI string
+	// SignedIn is the signed-in user's e-mail, when there is a session; CSRF its form token.
+	SignedIn string
+	CSRF     string
+	SignIn   string // where to sign in and come back
+	// Accepted names the tenant joined, after the form was sent.
+	Accepted string
+	Error    string
 }
 
-// invitationPage is where an invitation link leads. A GET changes nothing: it shows how to
-// accept (the browser sign-in that will accept it here comes with sessions). The code is only
-// echoed back when it has the right shape, and the page is not cached (secureHeaders).
+// invitationPage is where an invitation link leads. A GET changes nothing: a signed-in
+// visitor gets a button that accepts it, anyone else a link to sign in first (and the API call
+// for scripts). The code is only echoed back when it has the right shape, and the page is not
+// cached (secureHeaders).
 func (s *Server) invitationPage(c *gin.Context) {
 	code := c.Query("code")
 	page := invitationPage{AcceptAPI: strings.TrimRight(s.cfg.BaseURL, "/") + "/api/v1/invitations/accept"}
 	status := http.StatusNotFound
 	if invitationCodeRE.MatchString(code) {
 		page.Code, status = code, http.StatusOK
+		page.SignIn = "/login?return_to=" + url.QueryEscape("/invitations/accept?code="+code)
+		if p, ok := s.signedIn(c); ok {
+			page.SignedIn, page.CSRF = p.User.Email, s.csrfToken(c)
+		}
 	}
 	s.render(c, status, "invitation.html", page)
+}
+
+// invitationAcceptForm accepts an invitation for the signed-in user from the invitation page.
+func (s *Server) invitationAcceptForm(c *gin.Context) {
+	code := c.PostForm("code")
+	p := principal(c)
+	page := invitationPage{SignedIn: p.User.Email, CSRF: s.csrfToken(c)}
+	a, err := s.tenants.AcceptInvitation(c.Request.Context(), actor(c), p.User.ID, p.User.Email, code)
+	if err != nil {
+		if coffer.ErrorCode(err) != coffer.ENOTFOUND {
+			s.fail(c, err)
+			return
+		}
+		page.Error = coffer.ErrorMessage(err)
+		s.render(c, http.StatusNotFound, "invitation.html", page)
+		return
+	}
+	page.Accepted = a.Tenant.Name
+	s.render(c, http.StatusOK, "invitation.html", page)
 }

@@ -79,8 +79,12 @@ func (s *Server) accessLog(c *gin.Context) {
 	if cid := c.GetString(ctxClientRequestID); cid != "" {
 		attrs = append(attrs, "client_request_id", cid)
 	}
-	if p, ok := c.Get(ctxPrincipal); ok {
-		attrs = append(attrs, "user", p.(auth.Principal).User.ID)
+	if v, ok := c.Get(ctxPrincipal); ok {
+		if p := v.(auth.Principal); p.Kind == auth.KindServiceToken {
+			attrs = append(attrs, "service_token", p.TokenID)
+		} else {
+			attrs = append(attrs, "user", p.User.ID)
+		}
 	}
 	s.log.InfoContext(c.Request.Context(), "request", attrs...)
 }
@@ -113,6 +117,11 @@ func (s *Server) authenticate(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if auth.IsServiceToken(tok) {
+		// A service token reaches its project's environments and nothing of an account.
+		s.fail(c, coffer.Errorf(coffer.EFORBIDDEN, "service tokens only reach the environments of their project, under /api/v1/tenants/…"))
+		return
+	}
 	p, err := s.auth.Authenticate(c.Request.Context(), tok)
 	if !s.authenticated(c, p, err) {
 		return
@@ -139,7 +148,11 @@ func (s *Server) authorizeScope(c *gin.Context) {
 		if !ok {
 			return
 		}
-		p, sc, err = s.auth.AuthorizeScope(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
+		authorize := s.auth.AuthorizeScope
+		if auth.IsServiceToken(tok) {
+			authorize = s.auth.AuthorizeServiceScope
+		}
+		p, sc, err = authorize(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
 		if !s.authenticated(c, p, err) {
 			return
 		}
@@ -177,7 +190,7 @@ func failureKey(c *gin.Context, tok string) string {
 // authenticated records the principal, or answers the failure and counts it against the
 // caller's address.
 func (s *Server) authenticated(c *gin.Context, p auth.Principal, err error) bool {
-	if err != nil && p.User.ID == "" {
+	if err != nil && p.User.ID == "" && p.TokenID == "" {
 		if coffer.ErrorCode(err) == coffer.EUNAUTHORIZED {
 			tok, _ := auth.ParseBearer(c.GetHeader("Authorization"))
 			s.authLimiter.spend(failureKey(c, tok))
@@ -195,6 +208,10 @@ func principal(c *gin.Context) auth.Principal {
 
 // actor is who the audit log names for this request.
 func actor(c *gin.Context) audit.Actor {
-	return audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP(),
+	a := audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP(),
 		ClientRequestID: c.GetString(ctxClientRequestID)}
+	if p := principal(c); p.Kind == auth.KindServiceToken {
+		a.Type, a.ID = "service_token", p.TokenID
+	}
+	return a
 }

@@ -51,7 +51,10 @@ func (s *Server) createProject(c *gin.Context) {
 }
 
 func (s *Server) getProject(c *gin.Context) {
-	sc := s.scope(c)
+	sc, ok := s.allowed(c, tenant.ViewProject)
+	if !ok {
+		return
+	}
 	c.JSON(http.StatusOK, viewProject(*sc.Project))
 }
 
@@ -169,7 +172,10 @@ func (s *Server) createEnvironment(c *gin.Context) {
 }
 
 func (s *Server) getEnvironment(c *gin.Context) {
-	sc := s.scope(c)
+	sc, ok := s.allowed(c, tenant.ViewSecrets)
+	if !ok {
+		return
+	}
 	c.JSON(http.StatusOK, viewEnvironment(*sc.Environment, sc.Level()))
 }
 

@@ -14,6 +14,17 @@ func (s *Server) scope(c *gin.Context) tenant.Scope {
 	return c.MustGet(ctxScope).(tenant.Scope)
 }
 
+// allowed returns the request's scope if its caller may do a there, and otherwise answers
+// the refusal: for handlers that call no domain service, which decides for the others.
+func (s *Server) allowed(c *gin.Context, a tenant.Action) (tenant.Scope, bool) {
+	sc := s.scope(c)
+	if err := tenant.Authorize(sc, a); err != nil {
+		s.fail(c, err)
+		return sc, false
+	}
+	return sc, true
+}
+
 func (s *Server) listTenants(c *gin.Context) {
 	p, err := parsePage(c)
 	if err != nil {
@@ -49,7 +60,10 @@ func (s *Server) createTenant(c *gin.Context) {
 }
 
 func (s *Server) getTenant(c *gin.Context) {
-	sc := s.scope(c)
+	sc, ok := s.allowed(c, tenant.ViewTenant)
+	if !ok {
+		return
+	}
 	c.JSON(http.StatusOK, viewTenant(sc.Tenant, sc.Role))
 }
 

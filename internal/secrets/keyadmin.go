@@ -54,12 +54,7 @@ func NewKeyAdmin(store KeyAdminStore, keys *Keyring, rot *Rotator) *KeyAdmin {
 	return &KeyAdmin{store: store, keys: keys, rot: rot}
 }
 
-func ownerOnly(sc tenant.Scope) error {
-	if sc.Role != tenant.RoleOwner {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners manage keys")
-	}
-	return nil
-}
+func ownerOnly(sc tenant.Scope) error { return tenant.Authorize(sc, tenant.ManageKeys) }
 
 // Status returns the tenant's key status.
 func (a *KeyAdmin) Status(ctx context.Context, sc tenant.Scope) (TenantKeys, error) {

@@ -120,22 +120,6 @@ func NewService(store Store, keys *Keyring, auditor Auditor, pub coffer.Publishe
 	return &Service{store: store, keys: keys, auditor: auditor, pub: pub, policy: policy, lists: newListCache(ListCacheBytes)}
 }
 
-func need(sc tenant.Scope, l tenant.Level) error {
-	if sc.Level() >= l {
-		return nil
-	}
-	switch l {
-	case tenant.LevelWrite:
-		if sc.Environment.Protected {
-			return coffer.Errorf(coffer.EFORBIDDEN, "this environment is protected: your role may read but not change it")
-		}
-		return coffer.Errorf(coffer.EFORBIDDEN, "your role may not change secrets in this environment")
-	case tenant.LevelRead:
-		return coffer.Errorf(coffer.EFORBIDDEN, "your role may see secret names but not values in this environment")
-	}
-	return coffer.Errorf(coffer.ENOTFOUND, "environment not found")
-}
-
 // page reads a page of opts.Limit records, from the listing cache when the environment is
 // unchanged since it was filled; more reports whether another page follows.
 func (s *Service) page(ctx context.Context, sc tenant.Scope, opts ListOptions) (recs []Record, more bool, err error) {
@@ -159,7 +143,7 @@ func (s *Service) page(ctx context.Context, sc tenant.Scope, opts ListOptions) (
 // more reports whether another page follows.
 func (s *Service) List(ctx context.Context, sc tenant.Scope, opts ListOptions) (out []Secret, more bool, err error) {
 	opts.WithValues = false
-	if err := need(sc, tenant.LevelMetadata); err != nil {
+	if err := tenant.Authorize(sc, tenant.ViewSecrets); err != nil {
 		return nil, false, err
 	}
 	recs, more, err := s.page(ctx, sc, opts)
@@ -178,7 +162,7 @@ func (s *Service) List(ctx context.Context, sc tenant.Scope, opts ListOptions) (
 // one reveal entry naming each secret and version is made durable; only then does Reveal
 // return nil. On an error, the caller must discard whatever fn produced.
 func (s *Service) Reveal(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions, fn func(sec *Secret, value []byte)) (more bool, err error) {
-	if err := need(sc, tenant.LevelRead); err != nil {
+	if err := tenant.Authorize(sc, tenant.ReadSecrets); err != nil {
 		return false, err
 	}
 	opts.WithValues, opts.IncludeDeleted = true, false
@@ -210,7 +194,7 @@ func (s *Service) Reveal(ctx context.Context, actor audit.Actor, sc tenant.Scope
 
 // Get returns one secret with its value at a version (0: latest).
 func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string, version int) (Secret, error) {
-	if err := need(sc, tenant.LevelRead); err != nil {
+	if err := tenant.Authorize(sc, tenant.ReadSecrets); err != nil {
 		return Secret{}, err
 	}
 	rec, err := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, name, version)
@@ -298,7 +282,7 @@ func (o *opener) wipe() { clear(o.plain[:cap(o.plain)]) }
 
 // Versions lists the versions of a secret, newest first, before the given version (0: all).
 func (s *Service) Versions(ctx context.Context, sc tenant.Scope, name string, before, limit int) ([]Version, error) {
-	if err := need(sc, tenant.LevelMetadata); err != nil {
+	if err := tenant.Authorize(sc, tenant.ViewSecrets); err != nil {
 		return nil, err
 	}
 	return s.store.Versions(ctx, sc.Tenant.ID, sc.Environment.ID, name, before, limit)
@@ -333,7 +317,7 @@ func (s *Service) Restore(ctx context.Context, actor audit.Actor, sc tenant.Scop
 
 // Rollback writes a new version holding the value of an earlier one.
 func (s *Service) Rollback(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string, version int) (Result, error) {
-	if err := need(sc, tenant.LevelWrite); err != nil {
+	if err := tenant.Authorize(sc, tenant.WriteSecrets); err != nil {
 		return Result{}, err
 	}
 	if version < 1 {
@@ -368,7 +352,7 @@ func (s *Service) Apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 }
 
 func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope, changes []Change, entry func(Result) audit.Entry) ([]Result, error) {
-	if err := need(sc, tenant.LevelWrite); err != nil {
+	if err := tenant.Authorize(sc, tenant.WriteSecrets); err != nil {
 		return nil, err
 	}
 	if len(changes) == 0 {

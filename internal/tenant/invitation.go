@@ -86,8 +86,8 @@ func newInvitationCode() (string, error) {
 // to the tenant with a role; owners and admins only, and only owners invite owners. It
 // returns the invitation and its one-time code, which is shown once and never stored.
 func (s *Service) CreateInvitation(ctx context.Context, actor audit.Actor, sc Scope, email string, role Role) (Invitation, string, error) {
-	if !sc.Role.CanManageTenant() {
-		return Invitation{}, "", coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins invite members")
+	if err := Authorize(sc, ManageMembers); err != nil {
+		return Invitation{}, "", err
 	}
 	if !role.Valid() {
 		return Invitation{}, "", coffer.Errorf(coffer.EINVALID, "role must be owner, admin or member")
@@ -113,16 +113,16 @@ func (s *Service) CreateInvitation(ctx context.Context, actor audit.Actor, sc Sc
 
 // ListInvitations lists the tenant's pending invitations; owners and admins only.
 func (s *Service) ListInvitations(ctx context.Context, sc Scope, after string, limit int) ([]Invitation, error) {
-	if !sc.Role.CanManageTenant() {
-		return nil, coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins see invitations")
+	if err := Authorize(sc, ManageMembers); err != nil {
+		return nil, err
 	}
 	return s.store.ListInvitations(ctx, sc.Tenant.ID, time.Now().UTC(), after, limit)
 }
 
 // RevokeInvitation revokes a pending invitation; owners and admins only.
 func (s *Service) RevokeInvitation(ctx context.Context, actor audit.Actor, sc Scope, id string) error {
-	if !sc.Role.CanManageTenant() {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins revoke invitations")
+	if err := Authorize(sc, ManageMembers); err != nil {
+		return err
 	}
 	e := actor.New(ActionInvitationRevoke, sc.Tenant.ID, "invitation", id, sc.Tenant.Slug, nil)
 	if err := s.store.RevokeInvitation(ctx, sc.Tenant.ID, id, time.Now().UTC(), e); err != nil {

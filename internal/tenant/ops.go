@@ -12,7 +12,7 @@ import (
 // Visible hides what the caller may not see: a project they are not a member of and an
 // environment overridden to none answer not found, like missing ones.
 func Visible(sc Scope) error {
-	if sc.Project != nil && !sc.Membership().CanSeeProject() {
+	if sc.Project != nil && Authorize(sc, ViewProject) != nil {
 		return coffer.Errorf(coffer.ENOTFOUND, "project not found")
 	}
 	if sc.Environment != nil && sc.Level() == LevelNone {
@@ -46,8 +46,8 @@ func (s *Service) ListTenants(ctx context.Context, userID, after string, limit i
 
 // UpdateTenant renames a tenant.
 func (s *Service) UpdateTenant(ctx context.Context, actor audit.Actor, sc Scope, name string) (Tenant, error) {
-	if !sc.Role.CanManageTenant() {
-		return Tenant{}, coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins change the tenant")
+	if err := Authorize(sc, ManageTenant); err != nil {
+		return Tenant{}, err
 	}
 	if err := ValidateName("name", name); err != nil {
 		return Tenant{}, err
@@ -66,8 +66,8 @@ func (s *Service) UpdateTenant(ctx context.Context, actor audit.Actor, sc Scope,
 // DeleteTenant deletes an empty tenant; only owners may, and projects must be deleted first
 // so that no secret disappears as a side effect.
 func (s *Service) DeleteTenant(ctx context.Context, actor audit.Actor, sc Scope) error {
-	if sc.Role != RoleOwner {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners delete the tenant")
+	if err := Authorize(sc, DeleteTenant); err != nil {
+		return err
 	}
 	e := actor.New(audit.ActionTenantDelete, sc.Tenant.ID, "tenant", sc.Tenant.ID, sc.Tenant.Slug, nil)
 	if err := s.store.DeleteTenant(ctx, sc.Tenant.ID, e); err != nil {
@@ -79,13 +79,22 @@ func (s *Service) DeleteTenant(ctx context.Context, actor audit.Actor, sc Scope)
 
 // ListMembers lists a tenant's members; every member may see who else is.
 func (s *Service) ListMembers(ctx context.Context, sc Scope, after string, limit int) ([]Member, error) {
+	if err := Authorize(sc, ViewTenant); err != nil {
+		return nil, err
+	}
 	return s.store.ListMembers(ctx, sc.Tenant.ID, after, limit)
 }
 
 // RemoveMember removes a user from the tenant and all its projects. The last owner stays.
 func (s *Service) RemoveMember(ctx context.Context, actor audit.Actor, sc Scope, userID string) error {
-	if !sc.Role.CanManageTenant() && userID != sc.UserID {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins remove members")
+	// Anyone may leave; removing someone else is managing members.
+	if err := Authorize(sc, ViewTenant); err != nil {
+		return err
+	}
+	if userID != sc.UserID {
+		if err := Authorize(sc, ManageMembers); err != nil {
+			return err
+		}
 	}
 	e := actor.New(audit.ActionTenantMemberRemove, sc.Tenant.ID, "user", userID, sc.Tenant.Slug, nil)
 	if err := s.store.RemoveMember(ctx, sc.Tenant.ID, userID, sc.Role, e); err != nil {
@@ -97,8 +106,8 @@ func (s *Service) RemoveMember(ctx context.Context, actor audit.Actor, sc Scope,
 
 // CreateProject creates a project with the default environments, each with its own data key.
 func (s *Service) CreateProject(ctx context.Context, actor audit.Actor, sc Scope, slug, name string) (Project, error) {
-	if !sc.Role.CanManageTenant() {
-		return Project{}, coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins create projects")
+	if err := Authorize(sc, ManageTenant); err != nil {
+		return Project{}, err
 	}
 	if err := ValidateSlug("slug", slug); err != nil {
 		return Project{}, err
@@ -136,13 +145,16 @@ func (s *Service) newEnvironment(ctx context.Context, p Project, slug, name stri
 
 // ListProjects lists the projects the caller can see.
 func (s *Service) ListProjects(ctx context.Context, sc Scope, after string, limit int) ([]Project, error) {
+	if err := Authorize(sc, ViewTenant); err != nil {
+		return nil, err
+	}
 	return s.store.ListProjects(ctx, sc.Tenant.ID, sc.UserID, !sc.Role.CanManageTenant(), after, limit)
 }
 
 // UpdateProject renames a project.
 func (s *Service) UpdateProject(ctx context.Context, actor audit.Actor, sc Scope, name string) (Project, error) {
-	if !sc.Membership().CanManageProject() {
-		return Project{}, coffer.Errorf(coffer.EFORBIDDEN, "only project admins change the project")
+	if err := Authorize(sc, ManageProject); err != nil {
+		return Project{}, err
 	}
 	if err := ValidateName("name", name); err != nil {
 		return Project{}, err
@@ -161,8 +173,8 @@ func (s *Service) UpdateProject(ctx context.Context, actor audit.Actor, sc Scope
 // DeleteProject deletes a project with its environments and secrets; tenant owners and
 // admins only, since it destroys every environment at once.
 func (s *Service) DeleteProject(ctx context.Context, actor audit.Actor, sc Scope) error {
-	if !sc.Role.CanManageTenant() {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only tenant owners and admins delete projects")
+	if err := Authorize(sc, ManageTenant); err != nil {
+		return err
 	}
 	e := actor.New(audit.ActionProjectDelete, sc.Tenant.ID, "project", sc.Project.ID, sc.Path(), nil)
 	envIDs, err := s.store.DeleteProject(ctx, sc.Tenant.ID, sc.Project.ID, e)
@@ -176,8 +188,8 @@ func (s *Service) DeleteProject(ctx context.Context, actor audit.Actor, sc Scope
 
 // CreateEnvironment adds an environment with its own data key.
 func (s *Service) CreateEnvironment(ctx context.Context, actor audit.Actor, sc Scope, slug, name string, protected bool) (Environment, error) {
-	if !sc.Membership().CanManageProject() {
-		return Environment{}, coffer.Errorf(coffer.EFORBIDDEN, "only project admins create environments")
+	if err := Authorize(sc, ManageProject); err != nil {
+		return Environment{}, err
 	}
 	if err := ValidateSlug("slug", slug); err != nil {
 		return Environment{}, err
@@ -201,15 +213,18 @@ func (s *Service) CreateEnvironment(ctx context.Context, actor audit.Actor, sc S
 // ListEnvironments lists the environments of the scope's project the caller can see, with
 // the caller's access level on each.
 func (s *Service) ListEnvironments(ctx context.Context, sc Scope, after string, limit int) ([]Environment, []Level, error) {
+	if err := Authorize(sc, ViewProject); err != nil {
+		return nil, nil, err
+	}
 	envs, overrides, err := s.store.ListEnvironments(ctx, sc.Tenant.ID, sc.Project.ID, sc.UserID, after, limit)
 	if err != nil {
 		return nil, nil, err
 	}
-	m := sc.Membership()
 	var out []Environment
 	var levels []Level
-	for i, env := range envs {
-		if l := m.EnvironmentLevel(env.Protected, overrides[i]); l > LevelNone {
+	for i := range envs {
+		env := envs[i]
+		if l := sc.levelOf(&env, overrides[i]); l > LevelNone {
 			out = append(out, env)
 			levels = append(levels, l)
 		}
@@ -225,8 +240,8 @@ type EnvironmentPatch struct {
 
 // UpdateEnvironment renames an environment or changes its protection.
 func (s *Service) UpdateEnvironment(ctx context.Context, actor audit.Actor, sc Scope, patch EnvironmentPatch) (Environment, error) {
-	if !sc.Membership().CanManageProject() {
-		return Environment{}, coffer.Errorf(coffer.EFORBIDDEN, "only project admins change environments")
+	if err := Authorize(sc, ManageProject); err != nil {
+		return Environment{}, err
 	}
 	env := *sc.Environment
 	meta := map[string]any{}
@@ -252,8 +267,8 @@ func (s *Service) UpdateEnvironment(ctx context.Context, actor audit.Actor, sc S
 
 // DeleteEnvironment deletes an environment and its secrets.
 func (s *Service) DeleteEnvironment(ctx context.Context, actor audit.Actor, sc Scope) error {
-	if !sc.Membership().CanManageProject() {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only project admins delete environments")
+	if err := Authorize(sc, ManageProject); err != nil {
+		return err
 	}
 	env := sc.Environment
 	e := actor.New(audit.ActionEnvironmentDelete, env.TenantID, "environment", env.ID, sc.Path(), nil)
@@ -267,13 +282,16 @@ func (s *Service) DeleteEnvironment(ctx context.Context, actor audit.Actor, sc S
 
 // ListProjectMembers lists a project's members; anyone who sees the project may.
 func (s *Service) ListProjectMembers(ctx context.Context, sc Scope, after string, limit int) ([]ProjectMember, error) {
+	if err := Authorize(sc, ViewTenant); err != nil {
+		return nil, err
+	}
 	return s.store.ListProjectMembers(ctx, sc.Tenant.ID, sc.Project.ID, after, limit)
 }
 
 // PutProjectMember adds a tenant member to the project or changes their role and overrides.
 func (s *Service) PutProjectMember(ctx context.Context, actor audit.Actor, sc Scope, email string, role ProjectRole, envs map[string]Access) (ProjectMember, error) {
-	if !sc.Membership().CanManageProject() {
-		return ProjectMember{}, coffer.Errorf(coffer.EFORBIDDEN, "only project admins manage project members")
+	if err := Authorize(sc, ManageProject); err != nil {
+		return ProjectMember{}, err
 	}
 	if !role.Valid() {
 		return ProjectMember{}, coffer.Errorf(coffer.EINVALID, "role must be admin, developer or viewer")
@@ -296,8 +314,8 @@ func (s *Service) PutProjectMember(ctx context.Context, actor audit.Actor, sc Sc
 
 // RemoveProjectMember removes a user from a project.
 func (s *Service) RemoveProjectMember(ctx context.Context, actor audit.Actor, sc Scope, userID string) error {
-	if !sc.Membership().CanManageProject() {
-		return coffer.Errorf(coffer.EFORBIDDEN, "only project admins manage project members")
+	if err := Authorize(sc, ManageProject); err != nil {
+		return err
 	}
 	e := actor.New(audit.ActionProjectMemberRemove, sc.Tenant.ID, "user", userID, sc.Path(), nil)
 	if err := s.store.RemoveProjectMember(ctx, sc.Tenant.ID, sc.Project.ID, userID, e); err != nil {

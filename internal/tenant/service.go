@@ -19,6 +19,8 @@ type Scope struct {
 	ProjectRole ProjectRole
 	Environment *Environment
 	Override    Access // per-environment override, or ""
+	// Grant limits a service token to its project's environments; nil for users.
+	Grant *Grant
 }
 
 // Membership returns the caller's roles in the scope's project.
@@ -31,7 +33,7 @@ func (s Scope) Level() Level {
 	if s.Environment == nil {
 		return LevelNone
 	}
-	return s.Membership().EnvironmentLevel(s.Environment.Protected, s.Override)
+	return s.levelOf(s.Environment, s.Override)
 }
 
 // Path names the scope for audit targets, e.g. "acme/web/production".
