@@ -13,7 +13,8 @@ import (
 var files embed.FS
 
 // Views are the pages every build must contain; Parse fails at start-up if one is missing.
-var Views = []string{"index.html", "setup.html", "setup_done.html", "setup_closed.html", "invitation.html", "account.html"}
+var Views = []string{"index.html", "setup.html", "setup_done.html", "setup_closed.html", "invitation.html", "account.html",
+	"login.html", "login_totp.html", "totp.html", "totp_codes.html", "reset.html", "reset_done.html", "oidc_error.html"}
 
 // Parse parses every template and checks that each view exists.
 func Parse() (*template.Template, error) {

@@ -147,7 +147,15 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	if a.metrics != nil {
 		deps.Metrics = a.metrics
 	}
-	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy, TrustedProxies: a.cfg.TrustedProxies}, deps)
+	if o := a.cfg.OIDC; o.Issuer != "" {
+		deps.OIDC = &httpapi.OIDCProvider{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+			Service: auth.NewOIDC(a.Store, store.NewID, auth.SignupPolicy(o.Signup))}
+	}
+	if a.cfg.LocalLogin {
+		deps.Local = auth.NewLocal(a.Store, a.Fields, store.NewID)
+	}
+	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy, TrustedProxies: a.cfg.TrustedProxies,
+		LocalLogin: a.cfg.LocalLogin}, deps)
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,

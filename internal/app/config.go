@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,6 +46,10 @@ type Config struct {
 	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For is believed.
 	TrustedProxies []string
 	KeyJobBatch    int
+	// LocalLogin allows e-mail and password sign-in (default on).
+	LocalLogin bool
+	// OIDC is the instance's OpenID provider for browser sign-in; off without an issuer.
+	OIDC OIDCConfig
 	// SessionIdle and SessionMaxAge are the browser sessions' idle and absolute timeouts.
 	SessionIdle   time.Duration
 	SessionMaxAge time.Duration
@@ -101,6 +106,19 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	var sessionIdle, sessionMax string
 	str(&sessionIdle, "session-idle-timeout", "COFFER_SESSION_IDLE_TIMEOUT", "1h", "a browser session not used for this long ends")
 	str(&sessionMax, "session-max-age", "COFFER_SESSION_MAX_AGE", "12h", "every browser session ends this long after sign-in")
+	str(&c.OIDC.Issuer, "oidc-issuer", "COFFER_OIDC_ISSUER", "", "OpenID provider issuer URL for browser sign-in (off when empty)")
+	str(&c.OIDC.ClientID, "oidc-client-id", "COFFER_OIDC_CLIENT_ID", "", "client id registered at the OpenID provider")
+	str(&c.OIDC.Signup, "oidc-signup", "COFFER_OIDC_SIGNUP", "invite", "who may become a user by signing in: invite (a pending invitation) or open")
+	// On unless turned off, unlike the other switches.
+	c.LocalLogin = true
+	if v := getenv("COFFER_LOCAL_LOGIN"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			boolErr = fmt.Errorf("COFFER_LOCAL_LOGIN must be true or false")
+		}
+		c.LocalLogin = b
+	}
+	fs.BoolVar(&c.LocalLogin, "local-login", c.LocalLogin, "allow sign-in with e-mail and password (COFFER_LOCAL_LOGIN)")
 	str(&c.BootstrapEmail, "bootstrap-email", "COFFER_BOOTSTRAP_EMAIL", "admin@localhost", "e-mail of the first owner created by COFFER_BOOTSTRAP_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -137,6 +155,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	c.PreviousMasterKeys = splitList(getenv("COFFER_PREVIOUS_MASTER_KEYS"))
 	c.MasterKey = getenv("COFFER_MASTER_KEY")
 	c.BootstrapToken = getenv("COFFER_BOOTSTRAP_TOKEN")
+	c.OIDC.ClientSecret = getenv("COFFER_OIDC_CLIENT_SECRET")
+	if err := c.OIDC.check(c.Dev); err != nil {
+		return Config{}, err
+	}
 	if err := c.normalize(); err != nil {
 		return Config{}, err
 	}
@@ -213,4 +235,44 @@ func NewLogger(c Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// OIDCConfig is the instance's OpenID provider. The client secret is read from
+// COFFER_OIDC_CLIENT_SECRET only, like the other secrets.
+type OIDCConfig struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	Signup       string // "invite" or "open"
+}
+
+// check validates the settings without contacting the provider, so that a provider that is
+// down never stops the server from starting. The issuer must be HTTPS, as tokens and
+// discovery travel over it, except on loopback (tests, a provider on the same host) or in
+// development mode, like the server's own plain HTTP.
+func (o *OIDCConfig) check(dev bool) error {
+	if o.Signup != "invite" && o.Signup != "open" {
+		return fmt.Errorf("COFFER_OIDC_SIGNUP must be invite or open")
+	}
+	// The issuer is kept exactly as given: ID tokens must name it character for character.
+	if o.Issuer == "" {
+		if o.ClientID != "" || o.ClientSecret != "" {
+			return fmt.Errorf("COFFER_OIDC_CLIENT_ID or COFFER_OIDC_CLIENT_SECRET is set but COFFER_OIDC_ISSUER is not")
+		}
+		return nil
+	}
+	u, err := url.Parse(o.Issuer)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("COFFER_OIDC_ISSUER must be an https:// URL without query or fragment")
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && (isLoopback(u.Hostname()) || dev):
+	default:
+		return fmt.Errorf("COFFER_OIDC_ISSUER must be https:// (plain http only on a loopback address, or with COFFER_DEV=true)")
+	}
+	if o.ClientID == "" || o.ClientSecret == "" {
+		return fmt.Errorf("COFFER_OIDC_ISSUER needs COFFER_OIDC_CLIENT_ID and COFFER_OIDC_CLIENT_SECRET (environment only)")
+	}
+	return nil
 }

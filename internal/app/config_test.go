@@ -51,8 +51,10 @@ func TestConfigDefaults(t *testing.T) {
 		BootstrapEmail: "admin@localhost",
 		KMS:            "local",
 		KeyJobBatch:    1000,
+		LocalLogin:     true,
 		SessionIdle:    time.Hour,
 		SessionMaxAge:  12 * time.Hour,
+		OIDC:           app.OIDCConfig{Signup: "invite"},
 	}
 	cfgSamePath(t, "MasterKeyFile", c.MasterKeyFile, "./coffer-data/master.key")
 	// An empty BaseURL means "http://" plus the address actually bound, which for the
@@ -91,6 +93,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 		"COFFER_KEY_JOB_BATCH":        "500",
 		"COFFER_SESSION_IDLE_TIMEOUT": "30m",
 		"COFFER_SESSION_MAX_AGE":      "8h",
+		"COFFER_LOCAL_LOGIN":          "false", // on by default: the want below has it off
 	}
 	want := app.Config{
 		Listen:             "127.0.0.1:9090",
@@ -116,6 +119,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 		KeyJobBatch:        500,
 		SessionIdle:        30 * time.Minute,
 		SessionMaxAge:      8 * time.Hour,
+		OIDC:               app.OIDCConfig{Signup: "invite"},
 	}
 	if got := cfgMustParse(t, nil, env); !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)

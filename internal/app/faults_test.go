@@ -292,7 +292,8 @@ func TestSetupFormInBrowser(t *testing.T) {
 		}
 		return res.StatusCode, string(b)
 	}
-	form := url.Values{"code": {code}, "email": {"x"}, "name": {"Owner"}, "tenant_slug": {"acme"}, "tenant_name": {"Acme"}}
+	form := url.Values{"code": {code}, "email": {"x"}, "name": {"Owner"}, "tenant_slug": {"acme"}, "tenant_name": {"Acme"},
+		"password": {"owner password 1"}}
 	if st, page := post(form); st != http.StatusUnprocessableEntity || !strings.Contains(page, "e-mail") || !strings.Contains(page, "<form") {
 		t.Fatalf("bad e-mail: %d %s", st, page)
 	}

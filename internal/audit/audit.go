@@ -47,6 +47,15 @@ const (
 	ActionLogout              = "auth.logout"
 	ActionServiceTokenCreate  = "service_token.create"
 	ActionServiceTokenRevoke  = "service_token.revoke"
+	ActionUserLink            = "user.identity.link" // a user linked to an account at an OpenID provider
+
+	// Local accounts. Entries never hold passwords, codes or seeds.
+	ActionPasswordSet        = "user.password.set"
+	ActionPasswordResetIssue = "user.password.reset_link"
+	ActionPasswordReset      = "user.password.reset"
+	ActionTOTPEnable         = "user.totp.enable"
+	ActionTOTPDisable        = "user.totp.disable"
+	ActionRecoveryCodeUse    = "user.totp.recovery_code.use"
 )
 
 // Actor is who is acting and from where, taken from the authenticated request.

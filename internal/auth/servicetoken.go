@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer"
@@ -73,7 +74,9 @@ type ServiceTokenStore interface {
 var ErrBadServiceToken = coffer.Errorf(coffer.EUNAUTHORIZED, "missing, invalid, expired or revoked service token")
 
 // IsServiceToken reports whether a presented bearer token is a service token.
-func IsServiceToken(tok string) bool { return serviceTokenRE.MatchString(tok) }
+func IsServiceToken(tok string) bool {
+	return strings.HasPrefix(tok, ServiceTokenPrefix) && serviceTokenRE.MatchString(tok)
+}
 
 // ServiceTokenRequest describes a new service token.
 type ServiceTokenRequest struct {

@@ -206,6 +206,12 @@ func principal(c *gin.Context) auth.Principal {
 	return c.MustGet(ctxPrincipal).(auth.Principal)
 }
 
+// requestActor is the audit actor of a request before anyone is authenticated (sign-in,
+// password reset): where it came from, not yet who.
+func requestActor(c *gin.Context) audit.Actor {
+	return audit.Actor{Type: "user", RequestID: requestID(c), SourceIP: c.ClientIP(), ClientRequestID: c.GetString(ctxClientRequestID)}
+}
+
 // actor is who the audit log names for this request.
 func actor(c *gin.Context) audit.Actor {
 	a := audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP(),

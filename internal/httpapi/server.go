@@ -33,6 +33,9 @@ type Config struct {
 	TrustedProxies []string
 	// MaxBulkBodyBytes bounds bulk secret writes, which carry many values.
 	MaxBulkBodyBytes int64
+	// LocalLogin turns on e-mail and password sign-in (with Deps.Local); off, its pages and
+	// endpoints answer 404.
+	LocalLogin bool
 }
 
 // Readiness reports whether the server can serve: database reachable, migrations applied,
@@ -55,6 +58,8 @@ type Server struct {
 	// mintLimiter bounds how fast one user creates tokens and users (credentials).
 	mintLimiter *attemptLimiter
 	metrics     HTTPObserver // nil: no metrics
+	local       *localLogin  // nil: local accounts are off
+	oidc        *oidcLogin   // nil: no OpenID provider configured
 	// secureCookies says the base URL is HTTPS: cookies get Secure and the __Host- prefix.
 	secureCookies bool
 	// cop refuses cross-origin state-changing browser requests.
@@ -76,6 +81,10 @@ type Deps struct {
 	// Metrics, when set, is told of every request by route template and status. Leave it
 	// nil, not a typed nil pointer, to record nothing.
 	Metrics HTTPObserver
+	// Local signs users in with e-mail and password (used when Config.LocalLogin is set).
+	Local *auth.Local
+	// OIDC, when set, is the OpenID provider browsers sign in with.
+	OIDC *OIDCProvider
 }
 
 // New builds the server and its route table.
@@ -97,6 +106,10 @@ func New(cfg Config, d Deps) *Server {
 		if err := s.cop.AddTrustedOrigin(strings.TrimSuffix(cfg.BaseURL, "/")); err != nil {
 			panic(fmt.Sprintf("httpapi: base URL %q is not an origin: %v", cfg.BaseURL, err))
 		}
+	}
+	s.oidc = newOIDCLogin(cfg.BaseURL, d.OIDC)
+	if cfg.LocalLogin {
+		s.local = newLocalLogin(d.Local)
 	}
 	s.engine = s.routes()
 	return s
@@ -132,12 +145,26 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/setup", s.setupForm)
 	r.POST("/setup", s.setupSubmit)
 	r.GET("/invitations/accept", s.invitationPage)
+	r.GET("/auth/oidc/login", s.oidcStart)
+	r.GET("/auth/oidc/callback", s.oidcCallback)
 	r.POST("/auth/logout", s.logout)
+	// Local accounts; 404 while they are off.
+	r.GET("/login", s.loginForm) // the sign-in choice; 404 with neither local accounts nor OIDC
+	r.POST("/login", s.localOn, s.loginSubmit)
+	r.GET("/login/totp", s.localOn, s.totpLoginForm)
+	r.POST("/login/totp", s.localOn, s.totpLoginSubmit)
+	r.GET("/password/reset", s.localOn, s.resetForm)
+	r.POST("/password/reset", s.localOn, s.resetSubmit)
+	r.POST("/api/v1/users/:id/password-reset", s.localOn, s.authenticate, s.issuePasswordReset) // instance admins; checked by the service
 	acc := r.Group("/account", s.pageSession)
 	acc.GET("", s.account)
 	acc.POST("/sessions/:id/revoke", s.accountRevokeSession)
 	acc.POST("/tokens", s.accountCreateToken)
 	acc.POST("/tokens/:id/revoke", s.accountRevokeToken)
+	// TOTP enrolment, for local accounts only: 404 while they are off, signed in or not.
+	r.GET("/account/totp", s.localOn, s.pageSession, s.accountTOTP)
+	r.POST("/account/totp", s.localOn, s.pageSession, s.confirmTOTP)
+	r.POST("/account/totp/disable", s.localOn, s.pageSession, s.disableTOTP)
 	r.POST("/invitations/accept", s.pageSession, s.invitationAcceptForm)
 	r.StaticFS("/static", http.FS(s.static))
 	r.GET("/api/v1/openapi.json", s.openapi)

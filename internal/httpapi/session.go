@@ -55,12 +55,13 @@ func (s *Server) cookie(c *gin.Context, name string) (string, bool) {
 // as the session's absolute timeout.
 func (s *Server) beginSession(c *gin.Context, u auth.User, method string) error {
 	old, _ := s.cookie(c, sessionCookie)
-	a := actor(c)
-	_, secret, err := s.auth.StartSession(c.Request.Context(), a, u, method, c.Request.UserAgent(), old)
+	sess, secret, err := s.auth.StartSession(c.Request.Context(), requestActor(c), u, method, c.Request.UserAgent(), old)
 	if err != nil {
 		return err
 	}
 	s.setCookie(c, sessionCookie, secret, s.auth.SessionPolicy().Absolute)
+	// From here the request acts as the user it signed in (access log, later audit entries).
+	c.Set(ctxPrincipal, auth.Principal{Kind: auth.KindSession, User: u, SessionID: sess.ID})
 	c.Set(ctxSessionSecret, secret)
 	return nil
 }

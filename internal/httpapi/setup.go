@@ -58,21 +58,31 @@ func (s *Server) render(c *gin.Context, status int, view string, data any) {
 	}
 }
 
+type indexPage struct {
+	NeedsSetup bool
+	BaseURL    string
+	// SignedIn is the signed-in user's e-mail, if any; CSRF their session's form token.
+	SignedIn, CSRF string
+}
+
 func (s *Server) index(c *gin.Context) {
 	needs, err := s.auth.Bootstrapped(c.Request.Context())
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.render(c, http.StatusOK, "index.html", struct {
-		NeedsSetup bool
-		BaseURL    string
-	}{!needs, s.cfg.BaseURL})
+	page := indexPage{NeedsSetup: !needs, BaseURL: s.cfg.BaseURL}
+	if p, ok := s.signedIn(c); ok {
+		page.SignedIn, page.CSRF = p.User.Email, s.csrfToken(c)
+	}
+	s.render(c, http.StatusOK, "index.html", page)
 }
 
 type setupPage struct {
 	Code  string
 	Error string
+	// LocalLogin shows the password field: the owner signs in with it.
+	LocalLogin bool
 }
 
 func (s *Server) setupForm(c *gin.Context) {
@@ -81,7 +91,7 @@ func (s *Server) setupForm(c *gin.Context) {
 		s.render(c, http.StatusNotFound, "setup_closed.html", nil)
 		return
 	}
-	s.render(c, http.StatusOK, "setup.html", setupPage{Code: code})
+	s.render(c, http.StatusOK, "setup.html", setupPage{Code: code, LocalLogin: s.local != nil})
 }
 
 type setupReq struct {
@@ -90,6 +100,7 @@ type setupReq struct {
 	Name       string `json:"name" form:"name"`
 	TenantSlug string `json:"tenant_slug" form:"tenant_slug"`
 	TenantName string `json:"tenant_name" form:"tenant_name"`
+	Password   string `json:"password" form:"password"`
 }
 
 // setupSubmit creates the first owner. It answers JSON to JSON requests (scripts) and a page
@@ -120,12 +131,20 @@ func (s *Server) setupSubmit(c *gin.Context) {
 		s.render(c, http.StatusNotFound, "setup_closed.html", nil)
 		return
 	}
+	if err := s.setupPasswordError(req.Password, !wantJSON); err != nil {
+		if !wantJSON {
+			s.render(c, http.StatusUnprocessableEntity, "setup.html", setupPage{Code: req.Code, Error: coffer.ErrorMessage(err), LocalLogin: s.local != nil})
+			return
+		}
+		s.fail(c, err)
+		return
+	}
 	u, token, err := s.auth.Bootstrap(c.Request.Context(), auth.BootstrapRequest{
 		Email: req.Email, Name: req.Name, TenantSlug: req.TenantSlug, TenantName: req.TenantName,
 	})
 	if err != nil {
 		if !wantJSON && coffer.ErrorCode(err) == coffer.EINVALID {
-			s.render(c, http.StatusUnprocessableEntity, "setup.html", setupPage{Code: req.Code, Error: coffer.ErrorMessage(err)})
+			s.render(c, http.StatusUnprocessableEntity, "setup.html", setupPage{Code: req.Code, Error: coffer.ErrorMessage(err), LocalLogin: s.local != nil})
 			return
 		}
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
@@ -136,8 +155,9 @@ func (s *Server) setupSubmit(c *gin.Context) {
 	}
 	s.setup.spend()
 	s.log.InfoContext(c.Request.Context(), "instance set up", "user", u.ID, "tenant", req.TenantSlug)
+	passwordSet := s.setupOwner(c, u, req.Password, !wantJSON)
 	if wantJSON {
-		c.JSON(http.StatusCreated, gin.H{"user": viewUser(u), "tenant": req.TenantSlug, "token": token})
+		c.JSON(http.StatusCreated, gin.H{"user": viewUser(u), "tenant": req.TenantSlug, "token": token, "password_set": passwordSet})
 		return
 	}
 	s.render(c, http.StatusCreated, "setup_done.html", struct{ Token, TenantSlug, BaseURL string }{token, req.TenantSlug, s.cfg.BaseURL})
