@@ -5,7 +5,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1 -timeout 12m
 PKGS := ./...
 
-.PHONY: test vet fmt-check postgres run bench bench-crypto bench-load bench-keys build dex
+.PHONY: test vet fmt-check postgres run bench bench-crypto bench-load bench-keys build dex fuzz
 
 test: postgres dex vet fmt-check
 	$(GO) test $(GOFLAGS_TEST) $(PKGS)
@@ -43,6 +43,13 @@ $(DEX_BIN): $(wildcard test/dex/*.go) test/dex/go.mod test/dex/go.sum
 
 run:
 	$(GO) run ./cmd/server
+
+# Fuzzes the dotenv reader and writer (not part of make test): any input either fails with a
+# line number or survives a write and a second read unchanged.
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/envfile/
+	$(GO) test -run '^$$' -fuzz '^FuzzWrite$$' -fuzztime $(FUZZTIME) ./internal/envfile/
 
 bench: postgres bench-crypto bench-load bench-keys
 

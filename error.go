@@ -11,17 +11,19 @@ import (
 // Error codes. They are part of the public API (the "code" field of every error response), so
 // they never change meaning.
 const (
-	EINVALID       = "validation_failed" // input is well-formed but not acceptable
-	EBADREQUEST    = "bad_request"       // input could not be parsed
-	EUNAUTHORIZED  = "unauthorized"      // no valid credentials
-	EFORBIDDEN     = "forbidden"         // authenticated and allowed to see the object, not to do this
-	ENOTFOUND      = "not_found"         // missing, or in a tenant the caller cannot see
-	ECONFLICT      = "conflict"          // duplicate or state conflict
-	ETOOLARGE      = "payload_too_large" // body or value above its limit
-	ERATELIMITED   = "rate_limited"      // too many attempts
-	EUNAVAILABLE   = "unavailable"       // a dependency (database, key service, audit) is down
-	EINTERNAL      = "internal"          // a bug; details are logged, never returned
-	EUNSUPPORTED   = "unsupported_media" // body is not JSON
+	EINVALID       = "validation_failed"   // input is well-formed but not acceptable
+	EBADREQUEST    = "bad_request"         // input could not be parsed
+	EUNAUTHORIZED  = "unauthorized"        // no valid credentials
+	EFORBIDDEN     = "forbidden"           // authenticated and allowed to see the object, not to do this
+	ENOTFOUND      = "not_found"           // missing, or in a tenant the caller cannot see
+	ECONFLICT      = "conflict"            // duplicate or state conflict
+	ETOOLARGE      = "payload_too_large"   // body or value above its limit
+	ERATELIMITED   = "rate_limited"        // too many attempts
+	EPRECONDITION  = "precondition_failed" // a compare-and-set condition does not hold
+	EGONE          = "gone"                // existed, and was destroyed for good
+	EUNAVAILABLE   = "unavailable"         // a dependency (database, key service, audit) is down
+	EINTERNAL      = "internal"            // a bug; details are logged, never returned
+	EUNSUPPORTED   = "unsupported_media"   // body is not JSON
 	EMETHOD        = "method_not_allowed"
 	EROUTENOTFOUND = "route_not_found"
 )
@@ -33,6 +35,9 @@ type Error struct {
 	Message string
 	// Err is the underlying cause, kept for logs and errors.Is; never shown to callers.
 	Err error
+	// Details are caller-safe facts that help the caller recover (a secret's current
+	// version, say), shown beside the message. Never values.
+	Details map[string]any
 }
 
 func (e *Error) Error() string {

@@ -147,15 +147,18 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	if a.metrics != nil {
 		deps.Metrics = a.metrics
 	}
+	// Sign-ins in progress are kept the same way for the instance's provider and tenants'.
+	logins := auth.NewOIDC(a.Store, store.NewID, auth.SignupPolicy(a.cfg.OIDC.Signup))
+	deps.Logins = logins
+	deps.IdPs = auth.NewIdPs(a.Store, a.Fields, a.cfg.Dev)
 	if o := a.cfg.OIDC; o.Issuer != "" {
-		deps.OIDC = &httpapi.OIDCProvider{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
-			Service: auth.NewOIDC(a.Store, store.NewID, auth.SignupPolicy(o.Signup))}
+		deps.OIDC = &httpapi.OIDCProvider{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Service: logins}
 	}
 	if a.cfg.LocalLogin {
 		deps.Local = auth.NewLocal(a.Store, a.Fields, store.NewID)
 	}
 	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy, TrustedProxies: a.cfg.TrustedProxies,
-		LocalLogin: a.cfg.LocalLogin}, deps)
+		LocalLogin: a.cfg.LocalLogin, Dev: a.cfg.Dev}, deps)
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -47,6 +47,14 @@ func TestBadInputs(t *testing.T) {
 			status       int
 			code         string
 		}{
+			// NUL and control characters in free text: Postgres refuses NUL, so it must be a 422
+			// on both databases, never a 500.
+			{"note with NUL", "PUT", sec + "NUL_NOTE", "", []byte(`{"value":"x","note":"a\u0000b"}`), 422, "validation_failed"},
+			{"bulk note with NUL", "PATCH", list, "", []byte(`{"secrets":[{"name":"NUL_BULK","value":"x","note":"\u0000"}]}`), 422, "validation_failed"},
+			{"project name with NUL", "POST", projects, "", []byte(`{"slug":"nul","name":"a\u0000b"}`), 422, "validation_failed"},
+			{"environment name with NUL", "POST", envs, "", []byte(`{"slug":"nul","name":"\u0000"}`), 422, "validation_failed"},
+			{"tenant name with a newline", "POST", tenants, "", []byte(`{"slug":"nul","name":"a\nb"}`), 422, "validation_failed"},
+			{"token name with NUL", "POST", "/api/v1/tokens", "", []byte(`{"name":"a\u0000"}`), 422, "validation_failed"},
 			// Secret names.
 			{"name starting with a digit", "PUT", sec + "1ABC", "", j(map[string]string{"value": "x"}), 422, "validation_failed"},
 			{"name with a hyphen", "PUT", sec + "A-B", "", j(map[string]string{"value": "x"}), 422, "validation_failed"},
@@ -147,7 +155,8 @@ func TestBadInputs(t *testing.T) {
 			{"PUT on /api/v1/tenants", "PUT", tenants, "", j(map[string]string{"slug": "t3", "name": "T3"}), 405, "method_not_allowed"},
 			{"DELETE on /api/v1/tenants", "DELETE", tenants, "", nil, 405, "method_not_allowed"},
 			{"POST on a secret", "POST", sec + "EXISTING", "", j(map[string]string{"value": "x"}), 405, "method_not_allowed"},
-			{"PUT on the secret list", "PUT", list, "", j(map[string]string{"value": "x"}), 405, "method_not_allowed"},
+			{"POST on the secret list", "POST", list, "", j(map[string]string{"value": "x"}), 405, "method_not_allowed"},
+			{"JSON to the dotenv import", "PUT", list, "", j(map[string]string{"value": "x"}), 415, "unsupported_media"},
 			{"DELETE on /api/v1/users", "DELETE", "/api/v1/users", "", nil, 405, "method_not_allowed"},
 		}
 

@@ -4,16 +4,19 @@
 package app
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/auth"
 )
 
 // Config is every setting; each is a flag and a COFFER_* environment variable. Values that
@@ -211,13 +214,7 @@ func (c *Config) normalize() error {
 	return nil
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(host string) bool { return auth.LoopbackHost(host) }
 
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
@@ -261,15 +258,8 @@ func (o *OIDCConfig) check(dev bool) error {
 		}
 		return nil
 	}
-	u, err := url.Parse(o.Issuer)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("COFFER_OIDC_ISSUER must be an https:// URL without query or fragment")
-	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && (isLoopback(u.Hostname()) || dev):
-	default:
-		return fmt.Errorf("COFFER_OIDC_ISSUER must be https:// (plain http only on a loopback address, or with COFFER_DEV=true)")
+	if err := auth.ValidateIssuerURL("COFFER_OIDC_ISSUER", o.Issuer, dev); err != nil {
+		return errors.New(coffer.ErrorMessage(err))
 	}
 	if o.ClientID == "" || o.ClientSecret == "" {
 		return fmt.Errorf("COFFER_OIDC_ISSUER needs COFFER_OIDC_CLIENT_ID and COFFER_OIDC_CLIENT_SECRET (environment only)")

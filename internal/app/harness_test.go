@@ -173,6 +173,12 @@ func (r response) items() []map[string]any {
 // call sends a request with an optional JSON body (a string is sent verbatim).
 func (s *server) call(method, path, token string, body any) response {
 	s.t.Helper()
+	return s.send(s.request(method, path, token, body))
+}
+
+// request builds what call sends, for a test that adds headers of its own.
+func (s *server) request(method, path, token string, body any) *http.Request {
+	s.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -197,7 +203,7 @@ func (s *server) call(method, path, token string, body any) response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	return s.send(req)
+	return req
 }
 
 // send performs req and decodes the answer.

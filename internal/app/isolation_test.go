@@ -18,7 +18,7 @@ import (
 var isoTables = []string{
 	"tenants", "tenant_members", "users", "api_tokens", "projects", "project_members",
 	"environments", "environment_access", "data_keys", "secrets", "secret_versions", "audit_entries",
-	"invitations",
+	"invitations", "tenant_idps", "user_identities",
 }
 
 // isoSnapshot reads every row of isoTables, as sorted strings per table.
@@ -261,6 +261,8 @@ func (x isoTarget) body(r isoRoute) any {
 		return map[string]any{"key_id": "arn:aws:kms:us-east-1:111122223333:key/0b6c7d1e-2f3a-4b5c-9d8e-7f6a5b4c3d2e"}
 	case "POST /keys/rotate":
 		return map[string]any{"project": x.project, "environment": x.env}
+	case "PUT /idp":
+		return map[string]any{"issuer": "https://idp.example.com", "client_id": "hijack", "client_secret": "hijack", "required": true}
 	}
 	switch r.method {
 	case "POST", "PUT", "PATCH":
@@ -408,6 +410,11 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		defaultInv, _ := s.must(http.StatusCreated, "POST", "/api/v1/tenants/default/invitations", s.owner, map[string]string{"email": "erin@default.example", "role": "member"}).body["id"].(string)
 		otherReads = append(otherReads, "/api/v1/tenants/other/invitations")
 		defaultReads = append(defaultReads, "/api/v1/tenants/default/invitations")
+		// An identity provider in each tenant, so its routes have a real target.
+		s.must(http.StatusCreated, "PUT", "/api/v1/tenants/other/idp", bob, map[string]any{"issuer": "https://idp.other.example", "client_id": "other", "client_secret": "other-client-secret"})
+		s.must(http.StatusCreated, "PUT", "/api/v1/tenants/default/idp", s.owner, map[string]any{"issuer": "https://idp.default.example", "client_id": "default", "client_secret": "default-client-secret"})
+		otherReads = append(otherReads, "/api/v1/tenants/other/idp")
+		defaultReads = append(defaultReads, "/api/v1/tenants/default/idp")
 		otherBefore := isoGetAll(s, bob, otherReads)
 		defaultBefore := isoGetAll(s, s.owner, defaultReads)
 
@@ -567,7 +574,7 @@ func TestViewerNeverReceivesValues(t *testing.T) {
 			} else {
 				for _, it := range items {
 					for k := range it {
-						if k != "version" && k != "note" && k != "created_by" && k != "created_at" {
+						if k != "version" && k != "note" && k != "created_by" && k != "created_at" && k != "destroyed" {
 							t.Errorf("%s versions as viewer: unexpected key %q in %v", env, k, it)
 						}
 					}

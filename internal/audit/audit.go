@@ -37,6 +37,8 @@ const (
 	ActionSecretRestore       = "secret.restore"
 	ActionSecretRollback      = "secret.rollback"
 	ActionSecretReveal        = "secret.reveal"
+	ActionSecretDestroy       = "secret.destroy"
+	ActionSecretPromote       = "secret.promote"
 	ActionUserCreate          = "user.create"
 	ActionUserDisable         = "user.disable"
 	ActionUserEnable          = "user.enable"
@@ -48,6 +50,8 @@ const (
 	ActionServiceTokenCreate  = "service_token.create"
 	ActionServiceTokenRevoke  = "service_token.revoke"
 	ActionUserLink            = "user.identity.link" // a user linked to an account at an OpenID provider
+	ActionTenantIdPSet        = "tenant.idp.set"     // a tenant's own OpenID provider created or replaced
+	ActionTenantIdPDelete     = "tenant.idp.delete"
 
 	// Local accounts. Entries never hold passwords, codes or seeds.
 	ActionPasswordSet        = "user.password.set"

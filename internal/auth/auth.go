@@ -31,6 +31,11 @@ type Principal struct {
 	TokenID string
 	// SessionID is the browser session of a KindSession principal.
 	SessionID string
+	// IdPID is the tenant provider a KindSession principal signed in through, "" for any
+	// other sign-in. Such a session reaches only that tenant: the provider's owner could
+	// otherwise sign in as any member who linked an account there and reach their other
+	// tenants, or their instance-admin rights.
+	IdPID string
 	// TokenExpiresAt is when the presenting token expires (nil: never). A credential created
 	// with this principal may not outlive it.
 	TokenExpiresAt *time.Time

@@ -47,8 +47,13 @@ type LoginState struct {
 	Nonce     string
 	Verifier  string // PKCE code verifier
 	ReturnTo  string // a same-site path
-	CreatedAt time.Time
-	ExpiresAt time.Time
+	// IdPID names the tenant provider of the sign-in; "" for the instance's.
+	IdPID string
+	// LinkUserID is the signed-in user who asked to link the identity, for a link; "" for
+	// a sign-in.
+	LinkUserID string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
 }
 
 // Login is what starting a sign-in hands to the transport: the state for the cookie and the
@@ -133,6 +138,12 @@ var verifierRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 // StartLogin records a new sign-in with its PKCE verifier and the path to return to, and
 // returns the fresh state and nonce.
 func (o *OIDC) StartLogin(ctx context.Context, verifier, returnTo string) (Login, error) {
+	return o.StartLoginFor(ctx, verifier, returnTo, "", "")
+}
+
+// StartLoginFor is StartLogin through the tenant provider idpID, linking the identity to
+// linkUserID when that is set.
+func (o *OIDC) StartLoginFor(ctx context.Context, verifier, returnTo, idpID, linkUserID string) (Login, error) {
 	if !verifierRE.MatchString(verifier) {
 		return Login{}, coffer.Errorf(coffer.EINTERNAL, "malformed PKCE verifier")
 	}
@@ -146,7 +157,7 @@ func (o *OIDC) StartLogin(ctx context.Context, verifier, returnTo string) (Login
 	}
 	now := o.now()
 	st := LoginState{StateHash: hashState(state), Nonce: nonce, Verifier: verifier, ReturnTo: SafeReturnPath(returnTo),
-		CreatedAt: now, ExpiresAt: now.Add(LoginStateTTL)}
+		IdPID: idpID, LinkUserID: linkUserID, CreatedAt: now, ExpiresAt: now.Add(LoginStateTTL)}
 	if err := o.store.CreateLoginState(ctx, st); err != nil {
 		return Login{}, err
 	}

@@ -125,6 +125,10 @@ func (s *Service) shouldTouch(id string, now time.Time) bool {
 // token is a child of the token the principal presented: it may not expire later than that
 // token (see childExpiry) and is revoked with it.
 func (s *Service) CreateToken(ctx context.Context, actor audit.Actor, p Principal, name string, expiresIn time.Duration) (Token, string, error) {
+	if p.IdPID != "" {
+		// A personal token reaches every tenant of its user: more than the session does.
+		return Token{}, "", coffer.Errorf(coffer.EFORBIDDEN, "a session started through a tenant's identity provider cannot create personal tokens; sign in another way")
+	}
 	if err := tenant.ValidateName("name", name); err != nil {
 		return Token{}, "", err
 	}

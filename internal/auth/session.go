@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
@@ -120,8 +122,15 @@ func (s *Service) StartSession(ctx context.Context, actor audit.Actor, u User, m
 		return Session{}, "", err
 	}
 	now := s.now()
+	// Shown on the account page and stored as text: valid UTF-8, no control characters.
+	userAgent = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(userAgent, ""))
 	if len(userAgent) > 256 {
-		userAgent = userAgent[:256]
+		userAgent = strings.ToValidUTF8(userAgent[:256], "")
 	}
 	sess := Session{ID: s.newID(), UserID: u.ID, Method: method, UserAgent: userAgent, SourceIP: actor.SourceIP,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.sessions.Absolute)}
@@ -170,7 +179,28 @@ func (s *Service) AuthorizeSessionScope(ctx context.Context, secret, tenantSlug,
 	if perr != nil {
 		return Principal{}, tenant.Scope{}, perr
 	}
-	return scoped(p, sc, err)
+	p, sc, err = scoped(p, sc, err)
+	if err != nil {
+		return p, sc, err
+	}
+	if err := sessionReaches(p, sc); err != nil {
+		return p, tenant.Scope{}, err
+	}
+	return p, sc, nil
+}
+
+// sessionReaches applies the tenant providers' rules to a session and a scope it may see:
+// a session started through a tenant's provider reaches only that tenant, and a tenant that
+// requires its provider is reached only by sessions started through it. Tokens are not
+// concerned: they are made deliberately, and revoked by owners and admins.
+func sessionReaches(p Principal, sc tenant.Scope) error {
+	if p.IdPID != "" && p.IdPID != sc.IdPID {
+		return coffer.Errorf(coffer.EFORBIDDEN, "this session was started through another tenant's identity provider and reaches only that tenant; sign in again to reach this one")
+	}
+	if sc.RequiredIdP != "" && p.IdPID != sc.RequiredIdP {
+		return coffer.Errorf(coffer.EFORBIDDEN, "this tenant requires signing in through its identity provider: sign in at /auth/oidc/login?idp=%s", sc.RequiredIdP)
+	}
+	return nil
 }
 
 // acceptSession checks a looked-up session against both timeouts and records its use, at
@@ -186,7 +216,13 @@ func (s *Service) acceptSession(ctx context.Context, rec SessionRecord, hash str
 			return Principal{}, err
 		}
 	}
-	return Principal{Kind: KindSession, User: rec.User, SessionID: rec.ID}, nil
+	p := Principal{Kind: KindSession, User: rec.User, SessionID: rec.ID}
+	if id, ok := strings.CutPrefix(rec.Method, IdPSessionPrefix); ok && id != "" {
+		// A tenant's provider vouches for membership of that tenant, not for the instance.
+		p.IdPID = id
+		p.User.InstanceAdmin = false
+	}
+	return p, nil
 }
 
 // EndSession signs a browser out: its session row is deleted, so the cookie is dead even if

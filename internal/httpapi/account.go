@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -26,7 +27,7 @@ func (s *Server) pageSession(c *gin.Context) {
 		return
 	}
 	secret, _ := s.cookie(c, sessionCookie)
-	if !s.checkCSRF(c, secret) {
+	if !s.checkCSRF(c, secret) || s.confined(c, p) {
 		return
 	}
 	c.Set(ctxPrincipal, p)
@@ -41,9 +42,13 @@ type accountPage struct {
 	// NewToken is a token just created, shown this once.
 	NewToken string
 	Error    string
+	// IdPs are the user's tenants with their own identity provider.
+	IdPs []auth.TenantIdPLink
+	// Confined is a session started through a tenant's provider.
+	Confined bool
 }
 
-// account shows the signed-in user's sessions and personal tokens.
+// account shows the signed-in user's sessions, personal tokens and tenants' identity providers.
 func (s *Server) account(c *gin.Context) { s.renderAccount(c, http.StatusOK, "", "") }
 
 func (s *Server) renderAccount(c *gin.Context, status int, newToken, problem string) {
@@ -54,12 +59,26 @@ func (s *Server) renderAccount(c *gin.Context, status int, newToken, problem str
 		s.fail(c, err)
 		return
 	}
-	tokens, err := s.auth.ListTokens(ctx, p, "", 200)
-	if err != nil {
-		s.fail(c, err)
-		return
+	var tokens []auth.Token
+	if p.IdPID == "" {
+		if tokens, err = s.auth.ListTokens(ctx, p, "", 200); err != nil {
+			s.fail(c, err)
+			return
+		}
 	}
 	page := accountPage{User: p.User, CSRF: s.csrfToken(c), Tokens: tokens, NewToken: newToken, Error: problem}
+	if s.idps != nil {
+		if page.IdPs, err = s.idps.Links(ctx, p.User.ID); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	if p.IdPID != "" {
+		// A session started through a tenant's provider sees nothing of the account beyond
+		// that tenant: not the tokens it may not manage, nor the user's other tenants.
+		page.Confined = true
+		page.IdPs = slices.DeleteFunc(page.IdPs, func(l auth.TenantIdPLink) bool { return l.IdPID != p.IdPID })
+	}
 	for _, x := range sessions {
 		page.Sessions = append(page.Sessions, sessionView{ID: x.ID, Method: x.Method, UserAgent: x.UserAgent, SourceIP: x.SourceIP,
 			CreatedAt: x.CreatedAt, LastSeenAt: x.LastSeenAt, ExpiresAt: x.ExpiresAt, Current: x.ID == p.SessionID})

@@ -66,14 +66,18 @@ func viewSecret(s secrets.Secret) secretView {
 }
 
 type versionView struct {
-	Version   int       `json:"version"`
-	Note      string    `json:"note"`
-	CreatedBy string    `json:"created_by"`
-	CreatedAt time.Time `json:"created_at"`
+	Version     int        `json:"version"`
+	Note        string     `json:"note"`
+	CreatedBy   string     `json:"created_by"`
+	CreatedAt   time.Time  `json:"created_at"`
+	Destroyed   bool       `json:"destroyed"`
+	DestroyedAt *time.Time `json:"destroyed_at,omitempty"`
+	DestroyedBy string     `json:"destroyed_by,omitempty"`
 }
 
 func viewVersion(v secrets.Version) versionView {
-	return versionView{Version: v.Version, Note: v.Note, CreatedBy: v.CreatedBy, CreatedAt: v.CreatedAt}
+	return versionView{Version: v.Version, Note: v.Note, CreatedBy: v.CreatedBy, CreatedAt: v.CreatedAt,
+		Destroyed: v.DestroyedAt != nil, DestroyedAt: v.DestroyedAt, DestroyedBy: v.DestroyedBy}
 }
 
 type resultView struct {

@@ -26,6 +26,8 @@ var statusOf = map[string]int{
 	coffer.ETOOLARGE:      http.StatusRequestEntityTooLarge,
 	coffer.EUNSUPPORTED:   http.StatusUnsupportedMediaType,
 	coffer.ERATELIMITED:   http.StatusTooManyRequests,
+	coffer.EPRECONDITION:  http.StatusPreconditionFailed,
+	coffer.EGONE:          http.StatusGone,
 	coffer.EUNAVAILABLE:   http.StatusServiceUnavailable,
 	coffer.EINTERNAL:      http.StatusInternalServerError,
 }
@@ -35,9 +37,10 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
+	Code      string         `json:"code"`
+	Message   string         `json:"message"`
+	RequestID string         `json:"request_id"`
+	Details   map[string]any `json:"details,omitempty"`
 }
 
 // fail writes err in the one error shape. Internal and unavailable errors are logged with
@@ -60,7 +63,12 @@ func (s *Server) fail(c *gin.Context, err error) {
 	if code == coffer.EUNAVAILABLE {
 		c.Header("Retry-After", "5")
 	}
-	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: coffer.ErrorMessage(err), RequestID: requestID(c)}})
+	detail := errorDetail{Code: code, Message: coffer.ErrorMessage(err), RequestID: requestID(c)}
+	var ce *coffer.Error
+	if errors.As(err, &ce) {
+		detail.Details = ce.Details
+	}
+	c.AbortWithStatusJSON(status, errorBody{Error: detail})
 }
 
 // decode reads one JSON object into dst: unknown fields, trailing data, wrong types and

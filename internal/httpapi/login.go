@@ -122,16 +122,9 @@ func (s *Server) loginForm(c *gin.Context) {
 // JSON requests (scripts) get JSON and the same cookies. Every wrong answer is the same,
 // whether the address has an account or not.
 func (s *Server) loginSubmit(c *gin.Context) {
-	wantJSON := c.ContentType() == "application/json"
 	var req loginReq
-	var err error
-	if wantJSON {
-		err = decode(c, &req)
-	} else {
-		err = c.ShouldBindWith(&req, formBinding{})
-	}
-	if err != nil {
-		s.fail(c, err)
+	wantJSON, ok := s.bindPost(c, &req)
+	if !ok {
 		return
 	}
 	returnTo := auth.SafeReturnPath(req.ReturnTo)
@@ -249,16 +242,9 @@ type totpLoginReq struct {
 // totpLoginSubmit finishes a login with a TOTP code or a recovery code. Wrong codes count
 // against the account and the address like wrong passwords.
 func (s *Server) totpLoginSubmit(c *gin.Context) {
-	wantJSON := c.ContentType() == "application/json"
 	var req totpLoginReq
-	var err error
-	if wantJSON {
-		err = decode(c, &req)
-	} else {
-		err = c.ShouldBindWith(&req, formBinding{})
-	}
-	if err != nil {
-		s.fail(c, err)
+	wantJSON, ok := s.bindPost(c, &req)
+	if !ok {
 		return
 	}
 	secret, cred, err := s.challenge(c)

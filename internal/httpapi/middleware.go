@@ -58,9 +58,16 @@ func (s *Server) secureHeaders(c *gin.Context) {
 	c.Next()
 }
 
-// limitBody bounds every request body; handlers that accept more raise it themselves.
+// limitBody bounds every request body: MaxBodyBytes, or the larger limit of a route that
+// takes more (bulk writes). It is one reader, set before any handler reads, so the limit a
+// route documents is the one that applies; a second, larger reader wrapped later could not
+// lift the first.
 func (s *Server) limitBody(c *gin.Context) {
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	limit := s.cfg.MaxBodyBytes
+	if n, ok := s.bodyLimits[c.Request.Method+" "+c.FullPath()]; ok {
+		limit = n
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 
@@ -108,7 +115,7 @@ func (s *Server) recoverPanic(c *gin.Context) {
 func (s *Server) authenticate(c *gin.Context) {
 	if secret, ok := s.sessionCredential(c); ok {
 		p, err := s.auth.AuthenticateSession(c.Request.Context(), secret)
-		if s.sessionAuthenticated(c, secret, p, err) {
+		if s.sessionAuthenticated(c, secret, p, err) && !s.confined(c, p) {
 			c.Next()
 		}
 		return

@@ -47,12 +47,18 @@ type OIDCProvider struct {
 // redirect with PKCE, the code exchange and ID-token verification. Who the identity becomes is
 // auth.OIDC's decision.
 type oidcLogin struct {
+	*discovery
 	cfg         OIDCProvider
 	redirectURL string
-	client      *http.Client
 	// starts limits sign-in starts per address: each one writes a row before anyone is
 	// authenticated. The limit is far above what people behind one address click.
 	starts *attemptLimiter
+}
+
+// discovery is one provider's configuration, fetched on first use and then kept.
+type discovery struct {
+	issuer string
+	client *http.Client
 
 	mu       sync.Mutex
 	provider *oidc.Provider
@@ -73,9 +79,13 @@ func newOIDCLogin(baseURL string, p *OIDCProvider) *oidcLogin {
 	if client == nil {
 		client = &http.Client{Timeout: providerTimeout}
 	}
-	return &oidcLogin{cfg: *p, redirectURL: strings.TrimRight(baseURL, "/") + oidcCallbackPath, client: client,
-		starts: newAttemptLimiter(60, 30)}
+	return &oidcLogin{discovery: &discovery{issuer: p.Issuer, client: client}, cfg: *p,
+		redirectURL: callbackURL(baseURL), starts: newAttemptLimiter(60, 30)}
 }
+
+// callbackURL is the redirect URI every provider, the instance's and tenants', is registered
+// with: the callback tells them apart by the login state.
+func callbackURL(baseURL string) string { return strings.TrimRight(baseURL, "/") + oidcCallbackPath }
 
 // errProviderDown is what a sign-in shows while the provider cannot be reached or answers
 // nonsense; the cause is logged.
@@ -86,7 +96,7 @@ func errProviderDown(cause error) error {
 // discover returns the provider's configuration, fetching it on first use. Discovery is not
 // done at start-up, so a provider that is down does not keep the server from starting; a
 // failure is not cached, so the next sign-in tries again.
-func (o *oidcLogin) discover(ctx context.Context) (*oidc.Provider, error) {
+func (o *discovery) discover(ctx context.Context) (*oidc.Provider, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.provider != nil {
@@ -98,7 +108,8 @@ func (o *oidcLogin) discover(ctx context.Context) (*oidc.Provider, error) {
 	dctx, cancel := context.WithTimeout(ctx, providerTimeout)
 	defer cancel()
 	// go-oidc refuses a discovery document naming another issuer than the one configured.
-	p, err := oidc.NewProvider(oidc.ClientContext(dctx, o.client), o.cfg.Issuer)
+	// The keys are fetched later with the client this context carries.
+	p, err := oidc.NewProvider(oidc.ClientContext(dctx, o.client), o.issuer)
 	if err != nil {
 		if ctx.Err() != nil {
 			// This request went away; the provider may be fine.
@@ -112,11 +123,15 @@ func (o *oidcLogin) discover(ctx context.Context) (*oidc.Provider, error) {
 }
 
 func (o *oidcLogin) oauth2Config(p *oidc.Provider) *oauth2.Config {
+	return oauth2Config(p, o.cfg.ClientID, o.cfg.ClientSecret, o.redirectURL)
+}
+
+func oauth2Config(p *oidc.Provider, clientID, clientSecret, redirectURL string) *oauth2.Config {
 	return &oauth2.Config{
-		ClientID:     o.cfg.ClientID,
-		ClientSecret: o.cfg.ClientSecret,
+		ClientID:     clientID,
+		ClientSecret: clientSecret,
 		Endpoint:     p.Endpoint(),
-		RedirectURL:  o.redirectURL,
+		RedirectURL:  redirectURL,
 		Scopes:       []string{oidc.ScopeOpenID, "email", "profile"},
 	}
 }
@@ -151,9 +166,14 @@ func verifyIDToken(ctx context.Context, v *oidc.IDTokenVerifier, raw, clientID, 
 
 // oidcStart begins a sign-in: a login state with a fresh state, nonce and PKCE verifier is
 // stored, the state goes into the pre-login cookie, and the browser is sent to the provider.
+// With ?idp= the provider is a tenant's (tenantIdPStart), whether or not the instance has one.
 func (s *Server) oidcStart(c *gin.Context) {
+	if id, ok := c.GetQuery("idp"); ok {
+		s.tenantIdPStart(c, id)
+		return
+	}
 	if s.oidc == nil {
-		s.oidcFail(c, coffer.Errorf(coffer.ENOTFOUND, "sign-in with an identity provider is not configured on this server"))
+		s.oidcFail(c, errOIDCNotConfigured)
 		return
 	}
 	ip := c.ClientIP()
@@ -185,65 +205,36 @@ var providerErrorRE = regexp.MustCompile(`^[a-z_]{1,64}$`)
 
 // oidcCallback finishes a sign-in. The login state is consumed before anything else, so that
 // whatever happens after, the same callback cannot be tried again; every failure leaves no
-// session behind and writes nothing.
+// session behind and writes nothing. The state says which provider it was: the instance's,
+// or a tenant's (sign-in or link).
 func (s *Server) oidcCallback(c *gin.Context) {
-	if s.oidc == nil {
-		s.oidcFail(c, coffer.Errorf(coffer.ENOTFOUND, "sign-in with an identity provider is not configured on this server"))
+	if s.logins == nil {
+		s.oidcFail(c, errOIDCNotConfigured)
 		return
 	}
 	ctx := c.Request.Context()
 	cookieState, _ := s.cookie(c, loginCookie)
 	s.clearCookie(c, loginCookie)
-	st, err := s.oidc.cfg.Service.TakeLogin(ctx, c.Query("state"), cookieState)
+	st, err := s.logins.TakeLogin(ctx, c.Query("state"), cookieState)
 	if err != nil {
-		s.oidcFail(c, err)
-		return
-	}
-	// RFC 9207: a provider that names itself in the response must be ours; an answer from
-	// another provider is a mix-up attack or a misconfiguration.
-	if iss := c.Query("iss"); iss != "" && iss != s.oidc.cfg.Issuer {
-		s.oidcFail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "the answer came from another identity provider; start the sign-in again"))
-		return
-	}
-	if e := c.Query("error"); e != "" {
-		msg := "the identity provider did not sign you in"
-		if providerErrorRE.MatchString(e) {
-			msg += " (" + e + ")"
+		if s.oidc == nil && cookieState == "" {
+			// No sign-in of this browser in progress, and no instance provider: what was
+			// always answered here before tenants had providers.
+			err = errOIDCNotConfigured
 		}
-		s.oidcFail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "%s; start the sign-in again", msg))
-		return
-	}
-	code := c.Query("code")
-	if code == "" || len(code) > 4096 {
-		s.oidcFail(c, coffer.Errorf(coffer.EBADREQUEST, "the identity provider sent no authorization code; start the sign-in again"))
-		return
-	}
-	p, err := s.oidc.discover(ctx)
-	if err != nil {
 		s.oidcFail(c, err)
 		return
 	}
-	xctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, s.oidc.client), providerTimeout)
-	defer cancel()
-	tok, err := s.oidc.oauth2Config(p).Exchange(xctx, code, oauth2.VerifierOption(st.Verifier))
-	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			// The provider answered and refused the code (used, expired, wrong verifier).
-			s.oidcFail(c, coffer.Wrap(coffer.EUNAUTHORIZED, err, "the identity provider refused to complete the sign-in; start it again"))
-			return
-		}
-		s.oidcFail(c, errProviderDown(err))
+	if st.IdPID != "" {
+		s.tenantIdPCallback(c, st)
 		return
 	}
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		s.oidcFail(c, coffer.Wrap(coffer.EUNAUTHORIZED, errors.New("no id_token in the token response"), auth.ErrIDToken.Message))
+	if s.oidc == nil {
+		s.oidcFail(c, errOIDCNotConfigured)
 		return
 	}
-	claims, err := verifyIDToken(xctx, p.Verifier(&oidc.Config{ClientID: s.oidc.cfg.ClientID}), raw, s.oidc.cfg.ClientID, st.Nonce)
-	if err != nil {
-		s.oidcFail(c, err)
+	claims, ok := s.finishAtProvider(c, st, s.oidc.discovery, s.oidc.cfg.ClientID, s.oidc.cfg.ClientSecret, s.oidc.redirectURL)
+	if !ok {
 		return
 	}
 	u, err := s.oidc.cfg.Service.SignIn(ctx, requestActor(c), claims)
@@ -258,11 +249,75 @@ func (s *Server) oidcCallback(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, st.ReturnTo)
 }
 
+var errOIDCNotConfigured = coffer.Errorf(coffer.ENOTFOUND, "sign-in with an identity provider is not configured on this server")
+
+// finishAtProvider is the protocol end of a callback, the same for every provider: the answer
+// must come from the provider the sign-in started at (RFC 9207), carry a code, which is
+// exchanged with the PKCE verifier, for an ID token that go-oidc and verifyIDToken accept.
+// On failure the page is answered and ok is false.
+func (s *Server) finishAtProvider(c *gin.Context, st auth.LoginState, d *discovery, clientID, clientSecret, redirectURL string) (auth.IDClaims, bool) {
+	ctx := c.Request.Context()
+	// RFC 9207: a provider that names itself in the response must be ours; an answer from
+	// another provider is a mix-up attack or a misconfiguration.
+	if iss := c.Query("iss"); iss != "" && iss != d.issuer {
+		s.oidcFail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "the answer came from another identity provider; start the sign-in again"))
+		return auth.IDClaims{}, false
+	}
+	if e := c.Query("error"); e != "" {
+		msg := "the identity provider did not sign you in"
+		if providerErrorRE.MatchString(e) {
+			msg += " (" + e + ")"
+		}
+		s.oidcFail(c, coffer.Errorf(coffer.EUNAUTHORIZED, "%s; start the sign-in again", msg))
+		return auth.IDClaims{}, false
+	}
+	code := c.Query("code")
+	if code == "" || len(code) > 4096 {
+		s.oidcFail(c, coffer.Errorf(coffer.EBADREQUEST, "the identity provider sent no authorization code; start the sign-in again"))
+		return auth.IDClaims{}, false
+	}
+	p, err := d.discover(ctx)
+	if err != nil {
+		s.oidcFail(c, err)
+		return auth.IDClaims{}, false
+	}
+	xctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, d.client), providerTimeout)
+	defer cancel()
+	tok, err := oauth2Config(p, clientID, clientSecret, redirectURL).Exchange(xctx, code, oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			// The provider answered and refused the code (used, expired, wrong verifier).
+			s.oidcFail(c, coffer.Wrap(coffer.EUNAUTHORIZED, err, "the identity provider refused to complete the sign-in; start it again"))
+			return auth.IDClaims{}, false
+		}
+		s.oidcFail(c, errProviderDown(err))
+		return auth.IDClaims{}, false
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		s.oidcFail(c, coffer.Wrap(coffer.EUNAUTHORIZED, errors.New("no id_token in the token response"), auth.ErrIDToken.Message))
+		return auth.IDClaims{}, false
+	}
+	claims, err := verifyIDToken(xctx, p.Verifier(&oidc.Config{ClientID: clientID}), raw, clientID, st.Nonce)
+	if err != nil {
+		s.oidcFail(c, err)
+		return auth.IDClaims{}, false
+	}
+	return claims, true
+}
+
 type oidcErrorPage struct {
 	Title   string
 	Message string
 	Retry   bool
+	// RetryURL starts the same kind of sign-in again.
+	RetryURL string
 }
+
+// ctxRetryURL is where a failed sign-in's page offers to start again, when it is not the
+// instance provider's sign-in (a tenant's provider, a link).
+const ctxRetryURL = "coffer.oidc_retry"
 
 // oidcFail answers a failed sign-in: a page for browsers, the usual error shape for clients
 // asking for JSON. Refusals (4xx) are logged with their cause for the operator; the person
@@ -286,7 +341,10 @@ func (s *Server) oidcFail(c *gin.Context, err error) {
 	if code == coffer.EUNAVAILABLE {
 		c.Header("Retry-After", "5")
 	}
-	page := oidcErrorPage{Title: "Sign-in failed", Message: coffer.ErrorMessage(err), Retry: code != coffer.ENOTFOUND}
+	page := oidcErrorPage{Title: "Sign-in failed", Message: coffer.ErrorMessage(err), Retry: code != coffer.ENOTFOUND, RetryURL: oidcStartPath}
+	if u := c.GetString(ctxRetryURL); u != "" {
+		page.RetryURL = u
+	}
 	switch status {
 	case http.StatusForbidden:
 		page.Title = "Sign-in refused"

@@ -54,16 +54,9 @@ type resetReq struct {
 // resetSubmit spends a reset link and sets the new password; the user's sessions end. Unknown
 // or spent codes count against the address like failed sign-ins.
 func (s *Server) resetSubmit(c *gin.Context) {
-	wantJSON := c.ContentType() == "application/json"
 	var req resetReq
-	var err error
-	if wantJSON {
-		err = decode(c, &req)
-	} else {
-		err = c.ShouldBindWith(&req, formBinding{})
-	}
-	if err != nil {
-		s.fail(c, err)
+	wantJSON, ok := s.bindPost(c, &req)
+	if !ok {
 		return
 	}
 	page := resetPage{Code: req.Code}

@@ -1,13 +1,19 @@
 package httpapi
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/envfile"
 	"github.com/cofferhq/coffer/internal/secrets"
+	"github.com/cofferhq/coffer/internal/tenant"
 )
 
 func (s *Server) listSecrets(c *gin.Context) {
@@ -26,6 +32,14 @@ func (s *Server) listSecrets(c *gin.Context) {
 		opts.IncludeDeleted = true
 	default:
 		s.fail(c, coffer.Errorf(coffer.EINVALID, "include must be values or deleted"))
+		return
+	}
+	if at := c.Query("at"); at != "" {
+		s.listSecretsAt(c, sc, at, opts)
+		return
+	}
+	if f := c.Query("format"); f != "" {
+		s.exportSecrets(c, sc, f, opts.WithValues)
 		return
 	}
 	buf := bufPool.Get().(*[]byte)
@@ -93,7 +107,156 @@ func (s *Server) getSecret(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	setETag(c, sec.Version)
 	c.JSON(http.StatusOK, viewSecret(sec))
+}
+
+// parseAt reads a point in time.
+func parseAt(v string) (time.Time, error) {
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, coffer.Errorf(coffer.EINVALID, "at must be an RFC 3339 time, such as 2026-11-29T12:00:00Z")
+	}
+	return at, nil
+}
+
+// listSecretsAt answers the environment as it was at a time, whole (not paged).
+func (s *Server) listSecretsAt(c *gin.Context, sc tenant.Scope, v string, opts secrets.ListOptions) {
+	if opts.IncludeDeleted || c.Query("format") != "" || c.Query("cursor") != "" {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "at takes only include=values"))
+		return
+	}
+	at, err := parseAt(v)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	list, err := s.secrets.ListAt(c.Request.Context(), actor(c), sc, at, opts.WithValues)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	items := make([]secretView, len(list))
+	for i := range list {
+		items[i] = viewSecret(list[i])
+	}
+	c.JSON(http.StatusOK, gin.H{"at": at.UTC(), "items": items})
+}
+
+type rollbackEnvReq struct {
+	At string `json:"at"`
+}
+
+// rollbackEnvironment puts the environment back as it was at a time, in one transaction.
+func (s *Server) rollbackEnvironment(c *gin.Context) {
+	var req rollbackEnvReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	at, err := parseAt(req.At)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	res, err := s.secrets.RollbackTo(c.Request.Context(), actor(c), s.scope(c), at)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := make([]resultView, len(res))
+	for i, r := range res {
+		out[i] = viewResult(r)
+	}
+	c.JSON(http.StatusOK, gin.H{"at": at.UTC(), "items": out})
+}
+
+// exportFormats are the files an environment can be read as, with their media types.
+var exportFormats = map[string]struct {
+	write     func([]envfile.Var) []byte
+	mediaType string
+}{
+	"dotenv": {envfile.Dotenv, "text/plain; charset=utf-8"},
+	"shell":  {envfile.Shell, "text/plain; charset=utf-8"},
+	"json":   {envfile.JSON, "application/json; charset=utf-8"},
+	"yaml":   {envfile.YAML, "application/yaml; charset=utf-8"},
+}
+
+// exportSecrets answers the whole environment (every page, each page's reveal audited) as one
+// file in format. Formats carry values, so they need include=values; they are not paged.
+func (s *Server) exportSecrets(c *gin.Context, sc tenant.Scope, format string, withValues bool) {
+	f, ok := exportFormats[format]
+	if !ok {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "format must be dotenv, shell, json or yaml"))
+		return
+	}
+	if !withValues {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "a format holds values: ask for include=values&format=%s", format))
+		return
+	}
+	var vars []envfile.Var
+	opts := secrets.ListOptions{Limit: secrets.MaxBatch, WithValues: true}
+	for {
+		more, err := s.secrets.Reveal(c.Request.Context(), actor(c), sc, opts, func(sec *secrets.Secret, value []byte) {
+			vars = append(vars, envfile.Var{Name: sec.Name, Value: string(value)})
+			opts.After = sec.Name
+		})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if !more {
+			break
+		}
+	}
+	body := f.write(vars)
+	defer clear(body)
+	c.Header("Content-Disposition", `attachment; filename="`+sc.Environment.Slug+`.`+map[string]string{"dotenv": "env", "shell": "sh", "json": "json", "yaml": "yaml"}[format]+`"`)
+	c.Data(http.StatusOK, f.mediaType, body)
+}
+
+// importSecrets writes a dotenv file's variables into the environment as one bulk write: all
+// or nothing, new versions of the names it holds; names it does not hold are left alone.
+func (s *Server) importSecrets(c *gin.Context) {
+	if ct := c.ContentType(); ct != "text/plain" {
+		s.fail(c, coffer.Errorf(coffer.EUNSUPPORTED, "send the dotenv file as text/plain"))
+		return
+	}
+	src, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		s.fail(c, decodeErr(err))
+		return
+	}
+	defer clear(src)
+	vars, err := envfile.Parse(src)
+	if err != nil {
+		var se *envfile.SyntaxError
+		if errors.As(err, &se) {
+			s.fail(c, &coffer.Error{Code: coffer.EINVALID, Message: "the dotenv file cannot be read: " + se.Error(),
+				Details: map[string]any{"line": se.Line}})
+			return
+		}
+		s.fail(c, err)
+		return
+	}
+	if len(vars) == 0 {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "the file defines no variables"))
+		return
+	}
+	changes := make([]secrets.Change, len(vars))
+	for i, v := range vars {
+		changes[i] = secrets.Change{Op: secrets.OpPut, Name: v.Name, Value: v.Value}
+	}
+	res, err := s.secrets.Apply(c.Request.Context(), actor(c), s.scope(c), changes)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := make([]resultView, len(res))
+	for i, r := range res {
+		out[i] = viewResult(r)
+	}
+	c.JSON(http.StatusOK, gin.H{"items": out})
 }
 
 type putSecretReq struct {
@@ -112,7 +275,12 @@ func (s *Server) putSecret(c *gin.Context) {
 		s.fail(c, coffer.Errorf(coffer.EINVALID, "value is required"))
 		return
 	}
-	res, err := s.secrets.Put(c.Request.Context(), actor(c), sc, c.Param("name"), *req.Value, req.Note)
+	expect, err := precondition(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	res, err := s.secrets.Put(c.Request.Context(), actor(c), sc, c.Param("name"), *req.Value, req.Note, expect)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -121,7 +289,38 @@ func (s *Server) putSecret(c *gin.Context) {
 	if res.Created {
 		status = http.StatusCreated
 	}
+	setETag(c, res.Version)
 	c.JSON(status, viewResult(res))
+}
+
+// setETag names the version a response shows or wrote, for a later If-Match.
+func setETag(c *gin.Context, version int) {
+	c.Header("ETag", `"`+strconv.Itoa(version)+`"`)
+}
+
+// precondition reads compare-and-set headers: If-Match: "<version>" (the secret must be at
+// that version) or If-None-Match: * (it must not exist). Only one strong version is taken:
+// a list or a weak tag is refused rather than guessed at.
+func precondition(c *gin.Context) (*int, error) {
+	match, noneMatch := c.GetHeader("If-Match"), c.GetHeader("If-None-Match")
+	switch {
+	case match != "" && noneMatch != "":
+		return nil, coffer.Errorf(coffer.EBADREQUEST, "send If-Match or If-None-Match, not both")
+	case noneMatch != "":
+		if strings.TrimSpace(noneMatch) != "*" {
+			return nil, coffer.Errorf(coffer.EBADREQUEST, `If-None-Match takes only *, to create a secret that does not exist`)
+		}
+		zero := 0
+		return &zero, nil
+	case match != "":
+		tag := strings.TrimSpace(match)
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(tag, `"`), `"`))
+		if err != nil || n < 1 || len(tag) < 3 || tag[0] != '"' || tag[len(tag)-1] != '"' {
+			return nil, coffer.Errorf(coffer.EBADREQUEST, `If-Match takes one version as an ETag, such as "3"`)
+		}
+		return &n, nil
+	}
+	return nil, nil
 }
 
 func (s *Server) deleteSecret(c *gin.Context) {
@@ -145,6 +344,25 @@ func (s *Server) restoreSecret(c *gin.Context) {
 
 type rollbackReq struct {
 	Version int `json:"version"`
+}
+
+type destroyReq struct {
+	Versions []int `json:"versions"`
+}
+
+// destroySecretVersions erases versions of a secret for good; their metadata stays.
+func (s *Server) destroySecretVersions(c *gin.Context) {
+	var req destroyReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	destroyed, err := s.secrets.Destroy(c.Request.Context(), actor(c), s.scope(c), c.Param("name"), req.Versions)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"name": c.Param("name"), "destroyed": destroyed})
 }
 
 func (s *Server) rollbackSecret(c *gin.Context) {
@@ -189,6 +407,8 @@ type bulkChange struct {
 	Value  *string `json:"value"`
 	Note   string  `json:"note"`
 	Delete bool    `json:"delete"`
+	// ExpectedVersion is compare-and-set for this entry: 0 for "does not exist".
+	ExpectedVersion *int `json:"expected_version"`
 }
 
 type bulkReq struct {
@@ -198,7 +418,6 @@ type bulkReq struct {
 // bulkSecrets applies many puts and deletes in one transaction: one bad entry writes none.
 func (s *Server) bulkSecrets(c *gin.Context) {
 	sc := s.scope(c)
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBulkBodyBytes)
 	var req bulkReq
 	if err := decode(c, &req); err != nil {
 		s.fail(c, err)
@@ -211,12 +430,12 @@ func (s *Server) bulkSecrets(c *gin.Context) {
 			s.fail(c, coffer.Errorf(coffer.EINVALID, "secrets[%d]: give either a value or delete, not both", i))
 			return
 		case b.Delete:
-			changes[i] = secrets.Change{Op: secrets.OpDelete, Name: b.Name}
+			changes[i] = secrets.Change{Op: secrets.OpDelete, Name: b.Name, Expect: b.ExpectedVersion}
 		case b.Value == nil:
 			s.fail(c, coffer.Errorf(coffer.EINVALID, "secrets[%d]: value is required unless delete is true", i))
 			return
 		default:
-			changes[i] = secrets.Change{Op: secrets.OpPut, Name: b.Name, Value: *b.Value, Note: b.Note}
+			changes[i] = secrets.Change{Op: secrets.OpPut, Name: b.Name, Value: *b.Value, Note: b.Note, Expect: b.ExpectedVersion}
 		}
 	}
 	res, err := s.secrets.Apply(c.Request.Context(), actor(c), sc, changes)

@@ -36,6 +36,8 @@ type Config struct {
 	// LocalLogin turns on e-mail and password sign-in (with Deps.Local); off, its pages and
 	// endpoints answer 404.
 	LocalLogin bool
+	// Dev is development mode: tenants' providers may then be on private addresses.
+	Dev bool
 }
 
 // Readiness reports whether the server can serve: database reachable, migrations applied,
@@ -60,8 +62,17 @@ type Server struct {
 	metrics     HTTPObserver // nil: no metrics
 	local       *localLogin  // nil: local accounts are off
 	oidc        *oidcLogin   // nil: no OpenID provider configured
+	// logins keeps sign-ins in progress, through any provider.
+	logins *auth.OIDC
+	// idps runs tenants' own providers; tenantIdPs keeps their discovery; idpStarts limits
+	// sign-ins started through them per address.
+	idps       *auth.IdPs
+	tenantIdPs *tenantProviders
+	idpStarts  *attemptLimiter
 	// secureCookies says the base URL is HTTPS: cookies get Secure and the __Host- prefix.
 	secureCookies bool
+	// bodyLimits are the routes ("METHOD /path/:param") that take more than MaxBodyBytes.
+	bodyLimits map[string]int64
 	// cop refuses cross-origin state-changing browser requests.
 	cop    *http.CrossOriginProtection
 	engine *gin.Engine
@@ -85,6 +96,10 @@ type Deps struct {
 	Local *auth.Local
 	// OIDC, when set, is the OpenID provider browsers sign in with.
 	OIDC *OIDCProvider
+	// Logins keeps sign-ins in progress (with or without OIDC); IdPs runs tenants' own
+	// providers. Both are needed for tenants' providers.
+	Logins *auth.OIDC
+	IdPs   *auth.IdPs
 }
 
 // New builds the server and its route table.
@@ -108,6 +123,12 @@ func New(cfg Config, d Deps) *Server {
 		}
 	}
 	s.oidc = newOIDCLogin(cfg.BaseURL, d.OIDC)
+	s.logins, s.idps = d.Logins, d.IdPs
+	if s.logins == nil && d.OIDC != nil {
+		s.logins = d.OIDC.Service
+	}
+	s.tenantIdPs = &tenantProviders{client: newProviderClient(cfg.Dev), byKey: map[string]*discovery{}}
+	s.idpStarts = newAttemptLimiter(60, 30)
 	if cfg.LocalLogin {
 		s.local = newLocalLogin(d.Local)
 	}
@@ -122,6 +143,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 func (s *Server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	s.bodyLimits = map[string]int64{}
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
 	// Only configured proxies are believed: behind one, the client is the rightmost address in
@@ -203,6 +225,9 @@ func (s *Server) routes() *gin.Engine {
 	t.PUT("/keys/kek", s.setKEK)
 	t.POST("/keys/rotate", s.rotateKeys)
 	t.GET("/keys/jobs/:id", s.getKeyJob)
+	t.GET("/idp", s.getIdP)
+	t.PUT("/idp", s.putIdP)
+	t.DELETE("/idp", s.deleteIdP)
 
 	p := t.Group("/projects/:project")
 	p.GET("", s.getProject)
@@ -211,6 +236,8 @@ func (s *Server) routes() *gin.Engine {
 	p.GET("/members", s.listProjectMembers)
 	p.POST("/members", s.putProjectMember)
 	p.DELETE("/members/:user", s.removeProjectMember)
+	p.GET("/diff", s.diffEnvironments)
+	p.POST("/promote", s.promoteSecrets)
 	p.GET("/service-tokens", s.listServiceTokens)
 	p.POST("/service-tokens", s.createServiceToken)
 	p.DELETE("/service-tokens/:id", s.revokeServiceToken)
@@ -218,17 +245,23 @@ func (s *Server) routes() *gin.Engine {
 	p.POST("/environments", s.createEnvironment)
 
 	e := p.Group("/environments/:env")
+	envRoute := e.BasePath()
 	e.GET("", s.getEnvironment)
 	e.PATCH("", s.updateEnvironment)
 	e.DELETE("", s.deleteEnvironment)
 	e.GET("/secrets", s.listSecrets)
+	e.POST("/rollback", s.rollbackEnvironment)
 	e.PATCH("/secrets", s.bulkSecrets)
+	e.PUT("/secrets", s.importSecrets)
+	s.bodyLimits[http.MethodPatch+" "+envRoute+"/secrets"] = s.cfg.MaxBulkBodyBytes
+	s.bodyLimits[http.MethodPut+" "+envRoute+"/secrets"] = s.cfg.MaxBulkBodyBytes
 	e.GET("/secrets/:name", s.getSecret)
 	e.PUT("/secrets/:name", s.putSecret)
 	e.DELETE("/secrets/:name", s.deleteSecret)
 	e.GET("/secrets/:name/versions", s.listVersions)
 	e.POST("/secrets/:name/rollback", s.rollbackSecret)
 	e.POST("/secrets/:name/restore", s.restoreSecret)
+	e.POST("/secrets/:name/destroy", s.destroySecretVersions)
 	return r
 }
 

@@ -159,6 +159,29 @@ func (s *Server) sessionAuthenticated(c *gin.Context, secret string, p auth.Prin
 	return true
 }
 
+// confinedRoutes are what a session started through a tenant's provider may use besides that
+// tenant's routes (where auth.AuthorizeSessionScope decides): seeing who it is and its
+// sessions, and ending them. The provider's owner vouches for membership of one tenant, so
+// such a session must not reach the user's account at large (tokens, second factor,
+// invitations to other tenants, instance administration).
+var confinedRoutes = map[string]bool{
+	"GET /api/v1/me":                    true,
+	"GET /api/v1/sessions":              true,
+	"DELETE /api/v1/sessions/:id":       true,
+	"GET /account":                      true,
+	"POST /account/sessions/:id/revoke": true,
+}
+
+// confined answers 403 and reports true when p is a session started through a tenant's
+// provider and the route is not one such a session may use.
+func (s *Server) confined(c *gin.Context, p auth.Principal) bool {
+	if p.IdPID == "" || confinedRoutes[c.Request.Method+" "+c.FullPath()] {
+		return false
+	}
+	s.fail(c, coffer.Errorf(coffer.EFORBIDDEN, "this session was started through a tenant's identity provider and reaches only that tenant; sign in another way for this"))
+	return true
+}
+
 // logout ends the browser's session and drops the cookie. It is a POST (a link cannot sign
 // anyone out) and needs the CSRF token like every cookie-authenticated change.
 func (s *Server) logout(c *gin.Context) {

@@ -106,16 +106,9 @@ type setupReq struct {
 // setupSubmit creates the first owner. It answers JSON to JSON requests (scripts) and a page
 // to the browser form.
 func (s *Server) setupSubmit(c *gin.Context) {
-	wantJSON := c.ContentType() == "application/json"
 	var req setupReq
-	var err error
-	if wantJSON {
-		err = decode(c, &req)
-	} else {
-		err = c.ShouldBindWith(&req, formBinding{})
-	}
-	if err != nil {
-		s.fail(c, err)
+	wantJSON, ok := s.bindPost(c, &req)
+	if !ok {
 		return
 	}
 	if !s.setup.check(req.Code) {

@@ -6,6 +6,7 @@ package secrets
 import (
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -40,6 +41,9 @@ type Version struct {
 	Note      string
 	CreatedBy string
 	CreatedAt time.Time
+	// DestroyedAt is set once the version's value was destroyed; DestroyedBy did it.
+	DestroyedAt *time.Time
+	DestroyedBy string
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -60,10 +64,14 @@ func ValidateValue(value string) error {
 	return nil
 }
 
-// ValidateNote checks a note's length.
+// ValidateNote checks a note: at most MaxNoteLen characters of valid UTF-8, and no NUL
+// (which Postgres refuses in text); line breaks and tabs are fine.
 func ValidateNote(note string) error {
 	if utf8.RuneCountInString(note) > MaxNoteLen {
 		return coffer.Errorf(coffer.EINVALID, "notes are at most %d characters", MaxNoteLen)
+	}
+	if !utf8.ValidString(note) || strings.ContainsRune(note, 0) {
+		return coffer.Errorf(coffer.EINVALID, "notes must be text without NUL characters")
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package secrets
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +19,8 @@ import (
 type Record struct {
 	Secret
 	Ciphertext []byte
+	// Destroyed says this version's ciphertext was erased (Ciphertext is empty).
+	Destroyed bool
 }
 
 // Op is the kind of one change in a write.
@@ -34,6 +38,23 @@ type Change struct {
 	Name  string
 	Value string
 	Note  string
+	// Expect, when set, is compare-and-set: the change applies only if the secret's current
+	// version is *Expect, where 0 means the secret does not exist (or is deleted). Otherwise
+	// the whole write fails with EPRECONDITION and the current version, changing nothing.
+	Expect *int
+}
+
+// VersionMismatch is the EPRECONDITION of a change whose Expect does not hold; current is
+// the secret's version now, 0 when it does not exist or is deleted.
+func VersionMismatch(name string, current int) error {
+	details := map[string]any{"name": name, "current_version": current}
+	if current == 0 {
+		details["current_version"] = nil
+		return &coffer.Error{Code: coffer.EPRECONDITION, Details: details,
+			Message: fmt.Sprintf("secret %s has no current version (it does not exist or is deleted); nothing was changed", name)}
+	}
+	return &coffer.Error{Code: coffer.EPRECONDITION, Details: details,
+		Message: fmt.Sprintf("secret %s is at version %d now; nothing was changed", name, current)}
 }
 
 // Result is what a change did: the version it wrote (OpPut) or the version it left current.
@@ -84,6 +105,14 @@ type Store interface {
 	// secret or version does not exist.
 	Get(ctx context.Context, tenantID, envID, name string, version int) (Record, error)
 	Versions(ctx context.Context, tenantID, envID, name string, before, limit int) ([]Version, error)
+	// StateAt returns the environment as it was at a time: each secret that existed then, at
+	// the version current then, with its ciphertext, by name.
+	StateAt(ctx context.Context, tenantID, envID string, at time.Time) ([]Record, error)
+	// Destroy erases the ciphertexts of versions of the secret for good, keeping their
+	// metadata, and appends e, in one transaction. The current version cannot be destroyed
+	// (ECONFLICT); a version the secret never had is ENOTFOUND; one destroyed before is
+	// left as it is. It returns the versions it destroyed now.
+	Destroy(ctx context.Context, tenantID, envID, name string, versions []int, by string, at time.Time, e func(destroyed []int) audit.Entry) ([]int, error)
 	Apply(ctx context.Context, w Write) ([]Result, error)
 }
 
@@ -197,12 +226,9 @@ func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, n
 	if err := tenant.Authorize(sc, tenant.ReadSecrets); err != nil {
 		return Secret{}, err
 	}
-	rec, err := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, name, version)
+	rec, err := s.readable(ctx, sc, name, version)
 	if err != nil {
 		return Secret{}, err
-	}
-	if rec.DeletedAt != nil && version == 0 {
-		return Secret{}, coffer.Errorf(coffer.ENOTFOUND, "secret %s is deleted; restore it or ask for a version", name)
 	}
 	var o opener
 	defer o.wipe()
@@ -218,6 +244,54 @@ func (s *Service) Get(ctx context.Context, actor audit.Actor, sc tenant.Scope, n
 	out := rec.Secret
 	out.Value = &v
 	return out, nil
+}
+
+// readable looks up a version that may be read (or rolled back to): no version of a deleted
+// secret is, until it is restored, and a destroyed version never is again.
+func (s *Service) readable(ctx context.Context, sc tenant.Scope, name string, version int) (Record, error) {
+	rec, err := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, name, version)
+	if err != nil {
+		return Record{}, err
+	}
+	if rec.DeletedAt != nil {
+		return Record{}, coffer.Errorf(coffer.ENOTFOUND, "secret %s is deleted: restore it to read any of its versions", name)
+	}
+	if rec.Destroyed {
+		return Record{}, coffer.Errorf(coffer.EGONE, "version %d of secret %s was destroyed and can never be read again", rec.Version, name)
+	}
+	return rec, nil
+}
+
+// MaxDestroy bounds the versions one destroy names.
+const MaxDestroy = 1000
+
+// Destroy erases versions of a secret for good: project admins who may write the environment,
+// never a service token. The current version cannot be destroyed (write a new one first), so a
+// secret always has a readable value. Audited with the versions destroyed.
+func (s *Service) Destroy(ctx context.Context, actor audit.Actor, sc tenant.Scope, name string, versions []int) ([]int, error) {
+	if err := tenant.Authorize(sc, tenant.DestroySecrets); err != nil {
+		return nil, err
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if len(versions) == 0 || len(versions) > MaxDestroy {
+		return nil, coffer.Errorf(coffer.EINVALID, "versions must list 1 to %d versions", MaxDestroy)
+	}
+	vs := slices.Clone(versions)
+	slices.Sort(vs)
+	vs = slices.Compact(vs)
+	if vs[0] < 1 {
+		return nil, coffer.Errorf(coffer.EINVALID, "versions are positive integers")
+	}
+	destroyed, err := s.store.Destroy(ctx, sc.Tenant.ID, sc.Environment.ID, name, vs, actor.ID, time.Now().UTC(), func(d []int) audit.Entry {
+		return actor.New(audit.ActionSecretDestroy, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"versions": d})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.pub.Publish(ctx, coffer.Event{Type: audit.ActionSecretDestroy, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID, EnvironmentID: sc.Environment.ID, Name: name})
+	return destroyed, nil
 }
 
 func (s *Service) reveal(ctx context.Context, e audit.Entry) error {
@@ -288,9 +362,9 @@ func (s *Service) Versions(ctx context.Context, sc tenant.Scope, name string, be
 	return s.store.Versions(ctx, sc.Tenant.ID, sc.Environment.ID, name, before, limit)
 }
 
-// Put writes a new version of one secret.
-func (s *Service) Put(ctx context.Context, actor audit.Actor, sc tenant.Scope, name, value, note string) (Result, error) {
-	res, err := s.Apply(ctx, actor, sc, []Change{{Op: OpPut, Name: name, Value: value, Note: note}})
+// Put writes a new version of one secret; expect is as in Change.
+func (s *Service) Put(ctx context.Context, actor audit.Actor, sc tenant.Scope, name, value, note string, expect *int) (Result, error) {
+	res, err := s.Apply(ctx, actor, sc, []Change{{Op: OpPut, Name: name, Value: value, Note: note, Expect: expect}})
 	if err != nil {
 		return Result{}, err
 	}
@@ -323,7 +397,7 @@ func (s *Service) Rollback(ctx context.Context, actor audit.Actor, sc tenant.Sco
 	if version < 1 {
 		return Result{}, coffer.Errorf(coffer.EINVALID, "version must be a positive integer")
 	}
-	rec, err := s.store.Get(ctx, sc.Tenant.ID, sc.Environment.ID, name, version)
+	rec, err := s.readable(ctx, sc, name, version)
 	if err != nil {
 		return Result{}, err
 	}
@@ -371,6 +445,9 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 			return nil, coffer.Errorf(coffer.EINVALID, "secret %s appears more than once", c.Name)
 		}
 		seen[c.Name] = true
+		if c.Expect != nil && *c.Expect < 0 {
+			return nil, coffer.Errorf(coffer.EINVALID, "the expected version of %s must be 0 (absent) or a version", c.Name)
+		}
 		if c.Op == OpPut {
 			if err := ValidateValue(c.Value); err != nil {
 				return nil, err

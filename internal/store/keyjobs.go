@@ -89,7 +89,7 @@ func (s *Store) createJob(tx *gorm.DB, j secrets.Job, e audit.Entry) error {
 		case secrets.JobReseal:
 			q, args := resealScope(j)
 			err = tx.Raw(`SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
-				JOIN environments e ON e.id = s.environment_id WHERE `+q, args...).Scan(&total).Error
+				JOIN environments e ON e.id = s.environment_id WHERE v.destroyed_at IS NULL AND `+q, args...).Scan(&total).Error
 		}
 		if err != nil {
 			return err
@@ -353,7 +353,7 @@ func (s *Store) ResealBatch(ctx context.Context, env secrets.EnvRef, keyID uuid.
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT v.secret_id, s.name, v.version, v.ciphertext, v.version = s.latest_version
 		FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
 		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.id >= ? AND (v.secret_id, v.version) > (?, ?)
-		AND `+s.keyBytes("v.ciphertext")+` <> ?
+		AND v.destroyed_at IS NULL AND `+s.keyBytes("v.ciphertext")+` <> ?
 		ORDER BY v.secret_id, v.version LIMIT ?`,
 		env.TenantID, env.ID, afterSecret, afterSecret, afterVersion, keyID[:], limit).Rows()
 	if err != nil {
@@ -459,7 +459,7 @@ func (s *Store) RetireKeys(ctx context.Context, env secrets.EnvRef, keep string,
 		}
 		var used [][]byte
 		if err := tx.Raw(`SELECT DISTINCT `+s.keyBytes("v.ciphertext")+` FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
-			WHERE s.environment_id = ?`, env.ID).Scan(&used).Error; err != nil {
+			WHERE s.environment_id = ? AND v.destroyed_at IS NULL`, env.ID).Scan(&used).Error; err != nil {
 			return err
 		}
 		inUse := make(map[string]bool, len(used))

@@ -15,12 +15,29 @@ import (
 )
 
 type loginStateRow struct {
-	StateHash string `gorm:"primaryKey"`
-	Nonce     string
-	Verifier  string
-	ReturnTo  string
-	CreatedAt time.Time
-	ExpiresAt time.Time
+	StateHash  string `gorm:"primaryKey"`
+	Nonce      string
+	Verifier   string
+	ReturnTo   string
+	IdPID      *string `gorm:"column:idp_id"`
+	LinkUserID *string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+}
+
+// nullable stores "" as NULL, for optional references.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 func (loginStateRow) TableName() string { return "oidc_login_states" }
@@ -45,7 +62,7 @@ func (s *Store) CreateLoginState(ctx context.Context, st auth.LoginState) error 
 			return err
 		}
 		return tx.Create(&loginStateRow{StateHash: st.StateHash, Nonce: st.Nonce, Verifier: st.Verifier, ReturnTo: st.ReturnTo,
-			CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt}).Error
+			IdPID: nullable(st.IdPID), LinkUserID: nullable(st.LinkUserID), CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt}).Error
 	})
 }
 
@@ -54,7 +71,7 @@ func (s *Store) CreateLoginState(ctx context.Context, st auth.LoginState) error 
 func (s *Store) TakeLoginState(ctx context.Context, stateHash string, now time.Time) (auth.LoginState, error) {
 	var rows []loginStateRow
 	err := s.db.WithContext(ctx).Raw(`DELETE FROM oidc_login_states WHERE state_hash = ?
-		RETURNING state_hash, nonce, verifier, return_to, created_at, expires_at`, stateHash).Scan(&rows).Error
+		RETURNING state_hash, nonce, verifier, return_to, idp_id, link_user_id, created_at, expires_at`, stateHash).Scan(&rows).Error
 	if err != nil {
 		return auth.LoginState{}, dbErr(err)
 	}
@@ -63,7 +80,7 @@ func (s *Store) TakeLoginState(ctx context.Context, stateHash string, now time.T
 	}
 	r := rows[0]
 	return auth.LoginState{StateHash: r.StateHash, Nonce: r.Nonce, Verifier: r.Verifier, ReturnTo: r.ReturnTo,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
+		IdPID: deref(r.IdPID), LinkUserID: deref(r.LinkUserID), CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
 }
 
 // UserByIdentity implements auth.OIDCStore.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -21,6 +22,7 @@ type secretRow struct {
 	VersionCreatedAt time.Time
 	DeletedAt        *time.Time
 	Ciphertext       []byte
+	DestroyedAt      *time.Time
 }
 
 func (r *secretRow) record() secrets.Record {
@@ -28,6 +30,7 @@ func (r *secretRow) record() secrets.Record {
 		Secret: secrets.Secret{Name: r.Name, Version: r.Version, Note: r.Note, CreatedBy: r.CreatedBy,
 			CreatedAt: r.CreatedAt, UpdatedAt: r.VersionCreatedAt, DeletedAt: r.DeletedAt},
 		Ciphertext: r.Ciphertext,
+		Destroyed:  r.DestroyedAt != nil,
 	}
 }
 
@@ -73,7 +76,7 @@ func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.L
 // Get implements secrets.Store.
 func (s *Store) Get(ctx context.Context, tenantID, envID, name string, version int) (secrets.Record, error) {
 	var rows []secretRow
-	err := s.db.WithContext(ctx).Raw(`SELECT `+secretCols+`, v.ciphertext FROM secrets s
+	err := s.db.WithContext(ctx).Raw(`SELECT `+secretCols+`, v.ciphertext, v.destroyed_at FROM secrets s
 		JOIN secret_versions v ON v.secret_id = s.id AND v.version = (CASE WHEN ? = 0 THEN s.latest_version ELSE ? END)
 		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name = ?`,
 		version, version, tenantID, envID, name).Scan(&rows).Error
@@ -103,19 +106,90 @@ func (s *Store) Versions(ctx context.Context, tenantID, envID, name string, befo
 		before = int(^uint32(0) >> 1)
 	}
 	var rows []struct {
-		Version   int
-		Note      string
-		CreatedBy string
-		CreatedAt time.Time
+		Version     int
+		Note        string
+		CreatedBy   string
+		CreatedAt   time.Time
+		DestroyedAt *time.Time
+		DestroyedBy *string
 	}
-	err := db.Raw(`SELECT version, note, created_by, created_at FROM secret_versions
+	err := db.Raw(`SELECT version, note, created_by, created_at, destroyed_at, destroyed_by FROM secret_versions
 		WHERE secret_id = ? AND version < ? ORDER BY version DESC LIMIT ?`, ids[0], before, limit).Scan(&rows).Error
 	if err != nil {
 		return nil, dbErr(err)
 	}
 	out := make([]secrets.Version, len(rows))
 	for i, r := range rows {
-		out[i] = secrets.Version{Version: r.Version, Note: r.Note, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt}
+		out[i] = secrets.Version{Version: r.Version, Note: r.Note, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, DestroyedAt: r.DestroyedAt}
+		if r.DestroyedBy != nil {
+			out[i].DestroyedBy = *r.DestroyedBy
+		}
+	}
+	return out, nil
+}
+
+// Destroy implements secrets.Store. The secret row is locked first, so a write cannot make a
+// version current while it is being destroyed. The ciphertext is overwritten in place with
+// nothing; SQLite's secure_delete zeroes the bytes it held (see README on deleted data).
+func (s *Store) Destroy(ctx context.Context, tenantID, envID, name string, versions []int, by string, at time.Time, e func(destroyed []int) audit.Entry) ([]int, error) {
+	var destroyed []int
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		destroyed = destroyed[:0]
+		var cur []secretStateRow
+		if err := tx.Raw(`SELECT id, latest_version, deleted_at FROM secrets WHERE tenant_id = ? AND environment_id = ? AND name = ?`+s.forUpdate(),
+			tenantID, envID, name).Scan(&cur).Error; err != nil {
+			return err
+		}
+		if len(cur) == 0 {
+			return coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", name)
+		}
+		if last := versions[len(versions)-1]; last > cur[0].LatestVersion {
+			return coffer.Errorf(coffer.ENOTFOUND, "secret %s has no version %d", name, last)
+		}
+		if slices.Contains(versions, cur[0].LatestVersion) {
+			return coffer.Errorf(coffer.ECONFLICT, "version %d is the current value of %s: write a new version first, then destroy this one", cur[0].LatestVersion, name)
+		}
+		if err := tx.Raw(`UPDATE secret_versions SET ciphertext = ?, destroyed_at = ?, destroyed_by = ?
+			WHERE secret_id = ? AND version IN ? AND destroyed_at IS NULL RETURNING version`,
+			[]byte{}, at, by, cur[0].ID, versions).Scan(&destroyed).Error; err != nil {
+			return err
+		}
+		slices.Sort(destroyed)
+		return appendAudit(tx, e(destroyed))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if destroyed == nil {
+		destroyed = []int{}
+	}
+	return destroyed, nil
+}
+
+// endDeletion records that a deleted secret exists again from at.
+func endDeletion(tx *gorm.DB, secretID string, at time.Time) error {
+	return tx.Exec(`UPDATE secret_deletions SET restored_at = ? WHERE secret_id = ? AND restored_at IS NULL`, at, secretID).Error
+}
+
+// StateAt implements secrets.Store: each secret of the environment that existed at at (not
+// deleted then), at the version that was current then, with its ciphertext.
+func (s *Store) StateAt(ctx context.Context, tenantID, envID string, at time.Time) ([]secrets.Record, error) {
+	var rows []secretRow
+	err := s.db.WithContext(ctx).Raw(`SELECT s.name, v.version, v.note, v.created_by, s.created_at, v.created_at AS version_created_at,
+		v.ciphertext, v.destroyed_at
+		FROM secrets s
+		JOIN secret_versions v ON v.secret_id = s.id
+			AND v.version = (SELECT MAX(w.version) FROM secret_versions w WHERE w.secret_id = s.id AND w.created_at <= ?)
+		WHERE s.tenant_id = ? AND s.environment_id = ?
+		AND NOT EXISTS (SELECT 1 FROM secret_deletions d WHERE d.secret_id = s.id AND d.deleted_at <= ?
+			AND (d.restored_at IS NULL OR d.restored_at > ?))
+		ORDER BY s.name`, at, tenantID, envID, at, at).Scan(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out := make([]secrets.Record, len(rows))
+	for i := range rows {
+		out[i] = rows[i].record()
 	}
 	return out, nil
 }
@@ -155,6 +229,15 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 			if len(rows) > 0 {
 				cur = &rows[0]
 			}
+			if c.Expect != nil {
+				current := 0
+				if cur != nil && cur.DeletedAt == nil {
+					current = cur.LatestVersion
+				}
+				if current != *c.Expect {
+					return secrets.VersionMismatch(c.Name, current)
+				}
+			}
 			r := secrets.Result{Op: c.Op, Name: c.Name}
 			switch c.Op {
 			case secrets.OpPut:
@@ -181,6 +264,11 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 						WHERE id = ?`, r.Version, ct, c.Note, w.Author, now, id).Error; err != nil {
 						return err
 					}
+					if cur.DeletedAt != nil { // writing a deleted secret brings it back
+						if err := endDeletion(tx, id, now); err != nil {
+							return err
+						}
+					}
 				}
 				if err := tx.Exec(`INSERT INTO secret_versions (secret_id, version, ciphertext, note, created_by, created_at)
 					VALUES (?, ?, ?, ?, ?, ?)`, id, r.Version, ct, c.Note, w.Author, now).Error; err != nil {
@@ -195,6 +283,9 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 				if err := tx.Exec(`UPDATE secrets SET deleted_at = ? WHERE id = ?`, now, cur.ID).Error; err != nil {
 					return err
 				}
+				if err := tx.Exec(`INSERT INTO secret_deletions (secret_id, deleted_at) VALUES (?, ?)`, cur.ID, now).Error; err != nil {
+					return err
+				}
 			case secrets.OpRestore:
 				if cur == nil {
 					return coffer.Errorf(coffer.ENOTFOUND, "secret %s not found", c.Name)
@@ -204,6 +295,9 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 				}
 				r.Version = cur.LatestVersion
 				if err := tx.Exec(`UPDATE secrets SET deleted_at = NULL WHERE id = ?`, cur.ID).Error; err != nil {
+					return err
+				}
+				if err := endDeletion(tx, cur.ID, now); err != nil {
 					return err
 				}
 			}

@@ -156,7 +156,8 @@ func (s *Store) SessionScope(ctx context.Context, hash, tenantSlug, projectSlug,
 // user, in one query: the path every tenant route takes. cols are the credential's columns,
 // scanned into the first dest values; the user's email, name, instance_admin, created_at and
 // disabled_at follow. The scope joins are LEFT JOINs chained from the user's tenant membership,
-// so a tenant the user is not a member of is not found, exactly like a missing one; every
+// so a tenant the user is not a member of is not found, exactly like a missing one. The
+// tenant's own identity provider (id, required) comes along for the session rules; every
 // request to a tenant's routes runs this, so rows are scanned by hand. A missing credential is ENOTFOUND with nothing scanned; a missing (or
 // invisible because not a member) tenant, project or environment is ENOTFOUND with the
 // credential scanned.
@@ -170,11 +171,14 @@ func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSl
 		eProtected                      sql.NullBool
 		eCreated, eUpdated, kCreated    sql.NullTime
 		kUses, eRevision                sql.NullInt64
+		idpID                           sql.NullString
+		idpRequired                     sql.NullBool
 	)
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+cols+`, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at,
 		t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
 		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
-		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision
+		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision,
+		ti.id, ti.required
 		FROM `+table+` tok
 		JOIN users u ON u.id = tok.user_id
 		LEFT JOIN tenant_members m ON m.user_id = tok.user_id AND m.tenant_id = (SELECT id FROM tenants WHERE slug = ?)
@@ -184,6 +188,7 @@ func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSl
 		LEFT JOIN environments e ON e.project_id = p.id AND e.tenant_id = t.id AND e.slug = ?
 		LEFT JOIN data_keys k ON k.id = e.current_key_id AND k.environment_id = e.id
 		LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = tok.user_id
+		LEFT JOIN tenant_idps ti ON ti.tenant_id = t.id
 		WHERE tok.token_hash = ?`, tenantSlug, projectSlug, envSlug, hash).Rows()
 	if err != nil {
 		return tenant.Scope{}, dbErr(err)
@@ -197,7 +202,8 @@ func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSl
 	}
 	dest = append(dest, &tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
 		&pID, &pSlug, &pName, &pCreated, &pUpdated, &pRole,
-		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision)
+		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision,
+		&idpID, &idpRequired)
 	if err := rows.Scan(dest...); err != nil {
 		return tenant.Scope{}, dbErr(err)
 	}
@@ -212,6 +218,10 @@ func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSl
 	sc := tenant.Scope{
 		Tenant: tenant.Tenant{ID: tID.String, Slug: tSlug.String, Name: tName.String, CreatedAt: tCreated.Time, UpdatedAt: tUpdated.Time},
 		Role:   tenant.Role(tRole.String),
+		IdPID:  idpID.String,
+	}
+	if idpRequired.Bool {
+		sc.RequiredIdP = idpID.String
 	}
 	if projectSlug != "" {
 		sc.Project = &tenant.Project{ID: pID.String, TenantID: tID.String, Slug: pSlug.String, Name: pName.String, CreatedAt: pCreated.Time, UpdatedAt: pUpdated.Time}
@@ -259,6 +269,12 @@ func mustAffect(res *gorm.DB, what string) error {
 // it never takes secrets with it.
 func (s *Store) DeleteTenant(ctx context.Context, tenantID string, e audit.Entry) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {
+		// The tenant row is the lock between this emptiness check and a project being created:
+		// without it a project committed after the count would be cascaded away with the
+		// tenant after its creator was told 201. See lockTenant.
+		if err := s.lockTenant(tx, tenantID, " FOR UPDATE"); err != nil {
+			return err
+		}
 		var n int64
 		if err := tx.Raw(`SELECT COUNT(*) FROM projects WHERE tenant_id = ?`, tenantID).Scan(&n).Error; err != nil {
 			return err
@@ -373,6 +389,9 @@ func insertEnvironment(tx *gorm.DB, ne tenant.NewEnvironment) error {
 // CreateProject implements tenant.Store.
 func (s *Store) CreateProject(ctx context.Context, p *tenant.Project, envs []tenant.NewEnvironment, e audit.Entry) error {
 	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := s.lockTenant(tx, p.TenantID, " FOR SHARE"); err != nil {
+			return err
+		}
 		if err := tx.Create(&projectRow{ID: p.ID, TenantID: p.TenantID, Slug: p.Slug, Name: p.Name, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}).Error; err != nil {
 			return conflictAs(err, "a project with slug %q already exists in this tenant", p.Slug)
 		}
@@ -383,6 +402,25 @@ func (s *Store) CreateProject(ctx context.Context, p *tenant.Project, envs []ten
 		}
 		return appendAudit(tx, e)
 	})
+}
+
+// lockTenant locks the tenant's row on Postgres (mode " FOR UPDATE" to delete it, " FOR
+// SHARE" to add to it; they conflict, so a deletion and a creation in the tenant take turns),
+// and answers ENOTFOUND once the tenant is gone. Under READ COMMITTED the statements after it
+// see everything committed before the lock was granted. SQLite transactions hold the
+// database's write lock from their start, so they take turns already and only check.
+func (s *Store) lockTenant(tx *gorm.DB, tenantID, mode string) error {
+	if s.dialect != Postgres {
+		mode = ""
+	}
+	var ids []string
+	if err := tx.Raw(`SELECT id FROM tenants WHERE id = ?`+mode, tenantID).Scan(&ids).Error; err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return notFound("tenant")
+	}
+	return nil
 }
 
 // ListProjects implements tenant.Store.
@@ -470,15 +508,79 @@ func (s *Store) ListEnvironments(ctx context.Context, tenantID, projectID, userI
 	return envs, access, nil
 }
 
+// Environment implements tenant.Store.
+func (s *Store) Environment(ctx context.Context, tenantID, projectID, userID, slug string) (tenant.Environment, tenant.Access, error) {
+	var rows []struct {
+		ID, Slug, Name, CurrentKeyID string
+		Protected                    bool
+		Revision                     int64
+		CreatedAt, UpdatedAt         time.Time
+		KUses                        int64     `gorm:"column:k_uses"`
+		KCreated                     time.Time `gorm:"column:k_created"`
+		Access                       string
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT e.id, e.slug, e.name, e.current_key_id, e.protected, e.revision, e.created_at, e.updated_at,
+		k.uses AS k_uses, k.created_at AS k_created, COALESCE(ea.access, '') AS access
+		FROM environments e
+		JOIN data_keys k ON k.id = e.current_key_id AND k.environment_id = e.id
+		LEFT JOIN environment_access ea ON ea.environment_id = e.id AND ea.user_id = ?
+		WHERE e.tenant_id = ? AND e.project_id = ? AND e.slug = ?`, userID, tenantID, projectID, slug).Scan(&rows).Error
+	if err != nil {
+		return tenant.Environment{}, "", dbErr(err)
+	}
+	if len(rows) == 0 {
+		return tenant.Environment{}, "", notFound("environment")
+	}
+	r := rows[0]
+	return tenant.Environment{ID: r.ID, TenantID: tenantID, ProjectID: projectID, Slug: r.Slug, Name: r.Name, Protected: r.Protected,
+		Key: tenant.KeyInfo{ID: r.CurrentKeyID, Uses: r.KUses, CreatedAt: r.KCreated}, Revision: r.Revision,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, tenant.Access(r.Access), nil
+}
+
 // UpdateEnvironment implements tenant.Store.
-func (s *Store) UpdateEnvironment(ctx context.Context, env *tenant.Environment, e audit.Entry) error {
-	return s.changeOne(ctx, "environment", e, `UPDATE environments SET name = ?, protected = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-		env.Name, env.Protected, env.UpdatedAt, env.TenantID, env.ID)
+func (s *Store) UpdateEnvironment(ctx context.Context, env *tenant.Environment, wasProtected bool, e audit.Entry) error {
+	return s.changeEnvironment(ctx, env.TenantID, env.ID, wasProtected, e,
+		`UPDATE environments SET name = ?, protected = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND protected = ?`,
+		env.Name, env.Protected, env.UpdatedAt, env.TenantID, env.ID, wasProtected)
 }
 
 // DeleteEnvironment implements tenant.Store; keys and secrets cascade.
-func (s *Store) DeleteEnvironment(ctx context.Context, tenantID, envID string, e audit.Entry) error {
-	return s.changeOne(ctx, "environment", e, `DELETE FROM environments WHERE tenant_id = ? AND id = ?`, tenantID, envID)
+func (s *Store) DeleteEnvironment(ctx context.Context, tenantID, envID string, wasProtected bool, e audit.Entry) error {
+	return s.changeEnvironment(ctx, tenantID, envID, wasProtected, e,
+		`DELETE FROM environments WHERE tenant_id = ? AND id = ? AND protected = ?`, tenantID, envID, wasProtected)
+}
+
+// changeEnvironment runs query, which changes the environment only while its protection is
+// still wasProtected, and appends e with the environment's live secret count, in one
+// transaction. No row changed: the environment is gone (ENOTFOUND) or its protection changed
+// since the caller's permission was decided (ECONFLICT).
+func (s *Store) changeEnvironment(ctx context.Context, tenantID, envID string, wasProtected bool, e audit.Entry, query string, args ...any) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var count int64
+		if err := tx.Raw(`SELECT COUNT(*) FROM secrets WHERE tenant_id = ? AND environment_id = ? AND deleted_at IS NULL`,
+			tenantID, envID).Scan(&count).Error; err != nil {
+			return err
+		}
+		res := tx.Exec(query, args...)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			var n int64
+			if err := tx.Raw(`SELECT COUNT(*) FROM environments WHERE tenant_id = ? AND id = ?`, tenantID, envID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				return notFound("environment")
+			}
+			return coffer.Errorf(coffer.ECONFLICT, "the environment's protection changed while you asked; reload and try again")
+		}
+		if e.Metadata == nil {
+			e.Metadata = map[string]any{}
+		}
+		e.Metadata["secrets"] = count
+		return appendAudit(tx, e)
+	})
 }
 
 // ListProjectMembers implements tenant.Store.

@@ -11,17 +11,20 @@ import (
 type Action int
 
 const (
-	ViewTenant    Action = iota // see the tenant and its members
-	ManageTenant                // rename it, create and delete projects
-	DeleteTenant                // delete the tenant (owners)
-	ManageMembers               // invite, list invitations, remove members
-	ManageKeys                  // key-encryption keys and rotation (owners)
-	ManageTokens                // a project's service tokens; the tenant's tokens
-	ViewProject                 // see the project and its environments
-	ManageProject               // change it, its environments and its members
-	ViewSecrets                 // names, versions and notes, never values
-	ReadSecrets                 // values too
-	WriteSecrets                // change secrets
+	ViewTenant             Action = iota // see the tenant and its members
+	ManageTenant                         // rename it, create and delete projects
+	DeleteTenant                         // delete the tenant (owners)
+	ManageMembers                        // invite, list invitations, remove members
+	ManageKeys                           // key-encryption keys and rotation (owners)
+	ManageTokens                         // a project's service tokens; the tenant's tokens
+	ViewProject                          // see the project and its environments
+	ManageProject                        // change it, its environments and its members
+	ViewSecrets                          // names, versions and notes, never values
+	ReadSecrets                          // values too
+	WriteSecrets                         // change secrets
+	ManageIdentityProvider               // the tenant's own OpenID provider (owners)
+	LowerProtection                      // unprotect or delete a protected environment
+	DestroySecrets                       // erase versions of secrets for good (project admins)
 )
 
 // Grant is what a credential is limited to whatever its holder's roles: the service token
@@ -52,12 +55,15 @@ var (
 
 // forbidden are the refusals of a user's roles, by action.
 var forbidden = map[Action]string{
-	ManageTenant:  "only tenant owners and admins change the tenant and its projects",
-	DeleteTenant:  "only tenant owners delete the tenant",
-	ManageMembers: "only tenant owners and admins manage members and invitations",
-	ManageKeys:    "only tenant owners manage keys",
-	ManageTokens:  "only project admins manage the project's service tokens",
-	ManageProject: "only project admins change the project, its environments and its members",
+	ManageTenant:           "only tenant owners and admins change the tenant and its projects",
+	DeleteTenant:           "only tenant owners delete the tenant",
+	ManageMembers:          "only tenant owners and admins manage members and invitations",
+	ManageKeys:             "only tenant owners manage keys",
+	ManageTokens:           "only project admins manage the project's service tokens",
+	ManageProject:          "only project admins change the project, its environments and its members",
+	ManageIdentityProvider: "only tenant owners configure the tenant's identity provider",
+	LowerProtection:        "only tenant owners and admins unprotect or delete a protected environment",
+	DestroySecrets:         "only project admins who may write this environment destroy secret versions",
 }
 
 // Authorize decides whether the caller of sc may do a. Scopes come from one query that
@@ -81,14 +87,19 @@ func Authorize(sc Scope, a Action) error {
 	switch a {
 	case ViewTenant:
 		ok = sc.Role.Valid()
-	case ManageTenant, ManageMembers:
+	case ManageTenant, ManageMembers, LowerProtection:
 		ok = sc.Role.CanManageTenant()
-	case DeleteTenant, ManageKeys:
+	case DeleteTenant, ManageKeys, ManageIdentityProvider:
 		ok = sc.Role == RoleOwner
 	case ViewProject:
 		ok = m.CanSeeProject()
 	case ManageProject, ManageTokens:
 		ok = m.CanManageProject()
+	case DestroySecrets:
+		if sc.Level() == LevelNone {
+			return errNotFoundEnv
+		}
+		ok = m.CanManageProject() && sc.Level() >= LevelWrite
 	case ViewSecrets, ReadSecrets, WriteSecrets:
 		return needLevel(sc, a)
 	}

@@ -210,26 +210,55 @@ func (s *Service) CreateEnvironment(ctx context.Context, actor audit.Actor, sc S
 	return env, nil
 }
 
-// ListEnvironments lists the environments of the scope's project the caller can see, with
-// the caller's access level on each.
+// ListEnvironments lists up to limit environments of the scope's project that the caller can
+// see, after the slug after, with the caller's access level on each. Visibility is Authorize's
+// rule, applied here rather than in SQL; so that hidden environments never shorten a page, it
+// reads on until the page is full or the project has no more.
 func (s *Service) ListEnvironments(ctx context.Context, sc Scope, after string, limit int) ([]Environment, []Level, error) {
 	if err := Authorize(sc, ViewProject); err != nil {
 		return nil, nil, err
 	}
-	envs, overrides, err := s.store.ListEnvironments(ctx, sc.Tenant.ID, sc.Project.ID, sc.UserID, after, limit)
-	if err != nil {
-		return nil, nil, err
-	}
 	var out []Environment
 	var levels []Level
-	for i := range envs {
-		env := envs[i]
-		if l := sc.levelOf(&env, overrides[i]); l > LevelNone {
-			out = append(out, env)
-			levels = append(levels, l)
+	for len(out) < limit {
+		envs, overrides, err := s.store.ListEnvironments(ctx, sc.Tenant.ID, sc.Project.ID, sc.UserID, after, limit)
+		if err != nil {
+			return nil, nil, err
 		}
+		for i := range envs {
+			env := envs[i]
+			if l := sc.levelOf(&env, overrides[i]); l > LevelNone && len(out) < limit {
+				out = append(out, env)
+				levels = append(levels, l)
+			}
+		}
+		if len(envs) < limit {
+			break
+		}
+		after = envs[len(envs)-1].Slug
 	}
 	return out, levels, nil
+}
+
+// EnvironmentScope is sc narrowed to another environment of its project, for operations that
+// span two (diff, promote): what the caller may not see there is not found, as in the URL.
+func (s *Service) EnvironmentScope(ctx context.Context, sc Scope, slug string) (Scope, error) {
+	if err := ValidateSlug("environment", slug); err != nil {
+		return Scope{}, err
+	}
+	if err := Authorize(sc, ViewProject); err != nil {
+		return Scope{}, err
+	}
+	env, override, err := s.store.Environment(ctx, sc.Tenant.ID, sc.Project.ID, sc.UserID, slug)
+	if err != nil {
+		return Scope{}, err
+	}
+	out := sc
+	out.Environment, out.Override = &env, override
+	if err := Visible(out); err != nil {
+		return Scope{}, err
+	}
+	return out, nil
 }
 
 // EnvironmentPatch holds the fields of an environment update; nil leaves a field as is.
@@ -253,12 +282,17 @@ func (s *Service) UpdateEnvironment(ctx context.Context, actor audit.Actor, sc S
 		env.Name = *patch.Name
 	}
 	if patch.Protected != nil {
+		if env.Protected && !*patch.Protected {
+			if err := Authorize(sc, LowerProtection); err != nil {
+				return Environment{}, err
+			}
+		}
 		meta["protected"] = map[string]bool{"before": env.Protected, "after": *patch.Protected}
 		env.Protected = *patch.Protected
 	}
 	env.UpdatedAt = time.Now().UTC()
 	e := actor.New(audit.ActionEnvironmentUpdate, env.TenantID, "environment", env.ID, sc.Path(), meta)
-	if err := s.store.UpdateEnvironment(ctx, &env, e); err != nil {
+	if err := s.store.UpdateEnvironment(ctx, &env, sc.Environment.Protected, e); err != nil {
 		return Environment{}, err
 	}
 	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID})
@@ -271,8 +305,13 @@ func (s *Service) DeleteEnvironment(ctx context.Context, actor audit.Actor, sc S
 		return err
 	}
 	env := sc.Environment
-	e := actor.New(audit.ActionEnvironmentDelete, env.TenantID, "environment", env.ID, sc.Path(), nil)
-	if err := s.store.DeleteEnvironment(ctx, env.TenantID, env.ID, e); err != nil {
+	if env.Protected {
+		if err := Authorize(sc, LowerProtection); err != nil {
+			return err
+		}
+	}
+	e := actor.New(audit.ActionEnvironmentDelete, env.TenantID, "environment", env.ID, sc.Path(), map[string]any{"protected": env.Protected})
+	if err := s.store.DeleteEnvironment(ctx, env.TenantID, env.ID, env.Protected, e); err != nil {
 		return err
 	}
 	s.keys.Forget(env.ID)

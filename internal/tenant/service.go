@@ -21,6 +21,11 @@ type Scope struct {
 	Override    Access // per-environment override, or ""
 	// Grant limits a service token to its project's environments; nil for users.
 	Grant *Grant
+	// IdPID is the public id of the tenant's own OpenID provider, "" when it has none.
+	// RequiredIdP is the same id when the tenant requires browser sessions to have been
+	// started through it, else "".
+	IdPID       string
+	RequiredIdP string
 }
 
 // Membership returns the caller's roles in the scope's project.
@@ -100,10 +105,16 @@ type Store interface {
 	DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) ([]string, error)
 
 	CreateEnvironment(ctx context.Context, env NewEnvironment, e audit.Entry) error
+	// Environment returns the project's environment with that slug, with its current key and
+	// userID's override there; ENOTFOUND if there is none.
+	Environment(ctx context.Context, tenantID, projectID, userID, slug string) (Environment, Access, error)
 	// ListEnvironments returns a project's environments with userID's override on each.
 	ListEnvironments(ctx context.Context, tenantID, projectID, userID, after string, limit int) ([]Environment, []Access, error)
-	UpdateEnvironment(ctx context.Context, env *Environment, e audit.Entry) error
-	DeleteEnvironment(ctx context.Context, tenantID, envID string, e audit.Entry) error
+	// UpdateEnvironment and DeleteEnvironment change the environment only while it is as
+	// protected as wasProtected says (ECONFLICT otherwise: the permission was decided on that),
+	// and record its live secret count in the entry's metadata as "secrets".
+	UpdateEnvironment(ctx context.Context, env *Environment, wasProtected bool, e audit.Entry) error
+	DeleteEnvironment(ctx context.Context, tenantID, envID string, wasProtected bool, e audit.Entry) error
 
 	ListProjectMembers(ctx context.Context, tenantID, projectID, after string, limit int) ([]ProjectMember, error)
 	// PutProjectMember sets a member's role and replaces their overrides; the user must be

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/cofferhq/coffer"
@@ -89,11 +90,15 @@ func ValidateSlug(field, slug string) error {
 	return nil
 }
 
-// ValidateName checks a display name.
+// ValidateName checks a display name: 1-200 characters of valid UTF-8 and no control
+// characters (Postgres refuses NUL in text, and a name is shown on one line).
 func ValidateName(field, name string) error {
 	n := strings.TrimSpace(name)
 	if n == "" || utf8.RuneCountInString(name) > 200 {
 		return coffer.Errorf(coffer.EINVALID, "%s must be 1-200 characters", field)
+	}
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return coffer.Errorf(coffer.EINVALID, "%s must be text without control characters", field)
 	}
 	return nil
 }
