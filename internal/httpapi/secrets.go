@@ -34,12 +34,20 @@ func (s *Server) listSecrets(c *gin.Context) {
 		s.fail(c, coffer.Errorf(coffer.EINVALID, "include must be values or deleted"))
 		return
 	}
+	resolve, ok := s.resolveParam(c)
+	if !ok {
+		return
+	}
+	if resolve && !opts.WithValues {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "resolve=true works on values: add include=values"))
+		return
+	}
 	if at := c.Query("at"); at != "" {
 		s.listSecretsAt(c, sc, at, opts)
 		return
 	}
 	if f := c.Query("format"); f != "" {
-		s.exportSecrets(c, sc, f, opts.WithValues)
+		s.exportSecrets(c, sc, f, opts.WithValues, resolve)
 		return
 	}
 	buf := bufPool.Get().(*[]byte)
@@ -65,7 +73,23 @@ func (s *Server) listSecrets(c *gin.Context) {
 		body = appendSecret(body, sec, value, withValue)
 		last, n = sec.Name, n+1
 	}
-	if opts.WithValues {
+	if resolve {
+		// Resolved values need the whole page first: references are expanded across it.
+		var page []secrets.Secret
+		more, err = s.secrets.Reveal(c.Request.Context(), actor(c), sc, opts, func(sec *secrets.Secret, value []byte) {
+			v := string(value)
+			sec.Value = &v
+			page = append(page, *sec)
+		})
+		if err == nil {
+			err = s.resolve(c, sc, page)
+		}
+		for i := range page {
+			if err == nil {
+				render(&page[i], []byte(*page[i].Value), true)
+			}
+		}
+	} else if opts.WithValues {
 		// Values are written straight from the decryption buffer into the page.
 		more, err = s.secrets.Reveal(c.Request.Context(), actor(c), sc, opts, func(sec *secrets.Secret, value []byte) {
 			render(sec, value, true)
@@ -102,13 +126,47 @@ func (s *Server) getSecret(c *gin.Context) {
 		}
 		version = n
 	}
+	resolve, ok := s.resolveParam(c)
+	if !ok {
+		return
+	}
 	sec, err := s.secrets.Get(c.Request.Context(), actor(c), sc, c.Param("name"), version)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	if resolve {
+		one := []secrets.Secret{sec}
+		if err := s.resolve(c, sc, one); err != nil {
+			s.fail(c, err)
+			return
+		}
+		sec = one[0]
+	}
 	setETag(c, sec.Version)
 	c.JSON(http.StatusOK, viewSecret(sec))
+}
+
+// resolveParam reads ?resolve=true|false.
+func (s *Server) resolveParam(c *gin.Context) (bool, bool) {
+	switch c.Query("resolve") {
+	case "", "false":
+		return false, true
+	case "true":
+		return true, true
+	}
+	s.fail(c, coffer.Errorf(coffer.EINVALID, "resolve must be true or false"))
+	return false, false
+}
+
+// resolve expands the references in revealed secrets' values in place, with the caller's
+// access to everything they name (audited as reveals).
+func (s *Server) resolve(c *gin.Context, sc tenant.Scope, list []secrets.Secret) error {
+	values := make(map[string]*string, len(list))
+	for i := range list {
+		values[list[i].Name] = list[i].Value
+	}
+	return s.secrets.Resolve(c.Request.Context(), actor(c), sc, s.tenants, values)
 }
 
 // parseAt reads a point in time.
@@ -184,7 +242,7 @@ var exportFormats = map[string]struct {
 
 // exportSecrets answers the whole environment (every page, each page's reveal audited) as one
 // file in format. Formats carry values, so they need include=values; they are not paged.
-func (s *Server) exportSecrets(c *gin.Context, sc tenant.Scope, format string, withValues bool) {
+func (s *Server) exportSecrets(c *gin.Context, sc tenant.Scope, format string, withValues, resolve bool) {
 	f, ok := exportFormats[format]
 	if !ok {
 		s.fail(c, coffer.Errorf(coffer.EINVALID, "format must be dotenv, shell, json or yaml"))
@@ -194,11 +252,13 @@ func (s *Server) exportSecrets(c *gin.Context, sc tenant.Scope, format string, w
 		s.fail(c, coffer.Errorf(coffer.EINVALID, "a format holds values: ask for include=values&format=%s", format))
 		return
 	}
-	var vars []envfile.Var
+	var all []secrets.Secret
 	opts := secrets.ListOptions{Limit: secrets.MaxBatch, WithValues: true}
 	for {
 		more, err := s.secrets.Reveal(c.Request.Context(), actor(c), sc, opts, func(sec *secrets.Secret, value []byte) {
-			vars = append(vars, envfile.Var{Name: sec.Name, Value: string(value)})
+			v := string(value)
+			sec.Value = &v
+			all = append(all, *sec)
 			opts.After = sec.Name
 		})
 		if err != nil {
@@ -208,6 +268,16 @@ func (s *Server) exportSecrets(c *gin.Context, sc tenant.Scope, format string, w
 		if !more {
 			break
 		}
+	}
+	if resolve {
+		if err := s.resolve(c, sc, all); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	vars := make([]envfile.Var, len(all))
+	for i, sec := range all {
+		vars[i] = envfile.Var{Name: sec.Name, Value: *sec.Value}
 	}
 	body := f.write(vars)
 	defer clear(body)

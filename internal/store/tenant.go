@@ -508,6 +508,26 @@ func (s *Store) ListEnvironments(ctx context.Context, tenantID, projectID, userI
 	return envs, access, nil
 }
 
+// ProjectBySlug implements tenant.Store.
+func (s *Store) ProjectBySlug(ctx context.Context, tenantID, userID, slug string) (tenant.Project, tenant.ProjectRole, error) {
+	var rows []struct {
+		ID, TenantID, Slug, Name, Role string
+		CreatedAt, UpdatedAt           time.Time
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT p.id, p.tenant_id, p.slug, p.name, p.created_at, p.updated_at, COALESCE(pm.role, '') AS role FROM projects p
+		LEFT JOIN project_members pm ON pm.project_id = p.id AND pm.user_id = ?
+		WHERE p.tenant_id = ? AND p.slug = ?`, userID, tenantID, slug).Scan(&rows).Error
+	if err != nil {
+		return tenant.Project{}, "", dbErr(err)
+	}
+	if len(rows) == 0 {
+		return tenant.Project{}, "", notFound("project")
+	}
+	r := rows[0]
+	return tenant.Project{ID: r.ID, TenantID: r.TenantID, Slug: r.Slug, Name: r.Name, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt},
+		tenant.ProjectRole(r.Role), nil
+}
+
 // Environment implements tenant.Store.
 func (s *Store) Environment(ctx context.Context, tenantID, projectID, userID, slug string) (tenant.Environment, tenant.Access, error) {
 	var rows []struct {

@@ -246,7 +246,7 @@ func (s *Service) EnvironmentScope(ctx context.Context, sc Scope, slug string) (
 	if err := ValidateSlug("environment", slug); err != nil {
 		return Scope{}, err
 	}
-	if err := Authorize(sc, ViewProject); err != nil {
+	if err := Visible(Scope{Project: sc.Project, Role: sc.Role, ProjectRole: sc.ProjectRole, Grant: sc.Grant}); err != nil {
 		return Scope{}, err
 	}
 	env, override, err := s.store.Environment(ctx, sc.Tenant.ID, sc.Project.ID, sc.UserID, slug)
@@ -259,6 +259,25 @@ func (s *Service) EnvironmentScope(ctx context.Context, sc Scope, slug string) (
 		return Scope{}, err
 	}
 	return out, nil
+}
+
+// ProjectEnvironmentScope is sc moved to an environment of another project of its tenant (a
+// reference across projects), with the caller's role there; what the caller may not see there
+// is not found. A service token reaches no other project.
+func (s *Service) ProjectEnvironmentScope(ctx context.Context, sc Scope, projectSlug, envSlug string) (Scope, error) {
+	if err := ValidateSlug("project", projectSlug); err != nil {
+		return Scope{}, err
+	}
+	if sc.Grant != nil {
+		return Scope{}, coffer.Errorf(coffer.ENOTFOUND, "project not found")
+	}
+	p, role, err := s.store.ProjectBySlug(ctx, sc.Tenant.ID, sc.UserID, projectSlug)
+	if err != nil {
+		return Scope{}, err
+	}
+	out := sc
+	out.Project, out.ProjectRole, out.Environment, out.Override = &p, role, nil, ""
+	return s.EnvironmentScope(ctx, out, envSlug)
 }
 
 // EnvironmentPatch holds the fields of an environment update; nil leaves a field as is.

@@ -105,6 +105,9 @@ type Store interface {
 	DeleteProject(ctx context.Context, tenantID, projectID string, e audit.Entry) ([]string, error)
 
 	CreateEnvironment(ctx context.Context, env NewEnvironment, e audit.Entry) error
+	// ProjectBySlug returns the tenant's project with that slug and userID's role in it (""
+	// when not a member); ENOTFOUND if there is none.
+	ProjectBySlug(ctx context.Context, tenantID, userID, slug string) (Project, ProjectRole, error)
 	// Environment returns the project's environment with that slug, with its current key and
 	// userID's override there; ENOTFOUND if there is none.
 	Environment(ctx context.Context, tenantID, projectID, userID, slug string) (Environment, Access, error)
