@@ -141,7 +141,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	}
 	deps := httpapi.Deps{
 		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(),
-		Keys:  secrets.NewKeyAdmin(a.Store, keyring, a.rotator),
+		Keys: secrets.NewKeyAdmin(a.Store, keyring, a.rotator), AuditLog: a.Store,
 		Ready: func(ctx context.Context) error { return a.ready(ctx, keks) },
 	}
 	if a.metrics != nil {

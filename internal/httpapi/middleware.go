@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -216,14 +217,20 @@ func principal(c *gin.Context) auth.Principal {
 // requestActor is the audit actor of a request before anyone is authenticated (sign-in,
 // password reset): where it came from, not yet who.
 func requestActor(c *gin.Context) audit.Actor {
-	return audit.Actor{Type: "user", RequestID: requestID(c), SourceIP: c.ClientIP(), ClientRequestID: c.GetString(ctxClientRequestID)}
+	ua := c.Request.UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return audit.Actor{Type: "user", RequestID: requestID(c), SourceIP: c.ClientIP(), ClientRequestID: c.GetString(ctxClientRequestID),
+		UserAgent: strings.ToValidUTF8(ua, "")}
 }
 
 // actor is who the audit log names for this request.
 func actor(c *gin.Context) audit.Actor {
-	a := audit.Actor{Type: "user", ID: principal(c).User.ID, RequestID: requestID(c), SourceIP: c.ClientIP(),
-		ClientRequestID: c.GetString(ctxClientRequestID)}
-	if p := principal(c); p.Kind == auth.KindServiceToken {
+	a := requestActor(c)
+	p := principal(c)
+	a.Kind, a.ID = p.Kind, p.User.ID
+	if p.Kind == auth.KindServiceToken {
 		a.Type, a.ID = "service_token", p.TokenID
 	}
 	return a

@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/secrets"
 	"github.com/cofferhq/coffer/internal/tenant"
@@ -52,6 +53,7 @@ type Server struct {
 	tenants     *tenant.Service
 	secrets     *secrets.Service
 	keyAdmin    *secrets.KeyAdmin
+	auditLog    audit.Log
 	ready       Readiness
 	setup       *Setup
 	views       *template.Template
@@ -94,6 +96,8 @@ type Deps struct {
 	Metrics HTTPObserver
 	// Local signs users in with e-mail and password (used when Config.LocalLogin is set).
 	Local *auth.Local
+	// AuditLog reads and verifies the audit chains.
+	AuditLog audit.Log
 	// OIDC, when set, is the OpenID provider browsers sign in with.
 	OIDC *OIDCProvider
 	// Logins keeps sign-ins in progress (with or without OIDC); IdPs runs tenants' own
@@ -113,7 +117,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
 		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
-		metrics: d.Metrics, keyAdmin: d.Keys,
+		metrics: d.Metrics, keyAdmin: d.Keys, auditLog: d.AuditLog,
 		secureCookies: strings.HasPrefix(cfg.BaseURL, "https://"), cop: http.NewCrossOriginProtection(),
 	}
 	// Behind a proxy that rewrites Host, the Origin browsers send is the base URL's.
@@ -217,6 +221,8 @@ func (s *Server) routes() *gin.Engine {
 	t.POST("/invitations", s.createInvitation)
 	t.DELETE("/invitations/:invitation", s.revokeInvitation)
 	t.DELETE("/members/:user", s.removeMember)
+	t.GET("/audit", s.listAudit)
+	t.GET("/audit/verify", s.verifyAudit)
 	t.GET("/tokens", s.listTenantTokens)
 	t.DELETE("/tokens/:id", s.revokeTenantToken)
 	t.GET("/projects", s.listProjects)

@@ -25,6 +25,7 @@ const (
 	ManageIdentityProvider               // the tenant's own OpenID provider (owners)
 	LowerProtection                      // unprotect or delete a protected environment
 	DestroySecrets                       // erase versions of secrets for good (project admins)
+	ViewAudit                            // read and verify the tenant's audit log
 )
 
 // Grant is what a credential is limited to whatever its holder's roles: the service token
@@ -64,6 +65,7 @@ var forbidden = map[Action]string{
 	ManageIdentityProvider: "only tenant owners configure the tenant's identity provider",
 	LowerProtection:        "only tenant owners and admins unprotect or delete a protected environment",
 	DestroySecrets:         "only project admins who may write this environment destroy secret versions",
+	ViewAudit:              "only tenant owners and admins read the audit log",
 }
 
 // Authorize decides whether the caller of sc may do a. Scopes come from one query that
@@ -87,7 +89,7 @@ func Authorize(sc Scope, a Action) error {
 	switch a {
 	case ViewTenant:
 		ok = sc.Role.Valid()
-	case ManageTenant, ManageMembers, LowerProtection:
+	case ManageTenant, ManageMembers, LowerProtection, ViewAudit:
 		ok = sc.Role.CanManageTenant()
 	case DeleteTenant, ManageKeys, ManageIdentityProvider:
 		ok = sc.Role == RoleOwner
