@@ -1,6 +1,7 @@
 // Command server runs Coffer. With no flags it serves on 127.0.0.1:8080 from ./coffer-data
 // (embedded SQLite and a generated local master key); see README.md for every setting.
-// "coffer-server keys status|rewrap|rotate" runs key operations with the same settings.
+// "coffer-server keys status|rewrap|rotate" runs key operations with the same settings;
+// "coffer-server audit verify" checks an audit export or a read receipt offline.
 package main
 
 import (
@@ -27,6 +28,9 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "keys" {
 		return app.RunKeys(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "audit" {
+		return app.RunAudit(args[1:], stdout, stderr)
 	}
 	cfg, err := app.ParseConfig(args, getenv, stderr)
 	if err != nil {

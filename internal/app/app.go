@@ -45,6 +45,8 @@ type App struct {
 	SetupURL string
 	// Auth is the identity service: users, tokens and sessions.
 	Auth *auth.Service
+	// Checkpoints signs the audit chains' checkpoints (in the background, and on demand).
+	Checkpoints *audit.Checkpointer
 }
 
 // Options are test and benchmark hooks; production leaves them zero.
@@ -56,6 +58,8 @@ type Options struct {
 	// JobLease overrides how long a key job's claim lasts without progress (tests of a
 	// killed job resume quickly).
 	JobLease time.Duration
+	// AuditFlushDeadline overrides audit.DefaultFlushDeadline (tests of a hung database).
+	AuditFlushDeadline time.Duration
 	// DisableKeyCache makes every data-key lookup unwrap, each on its own (benchmarks and
 	// tests that must see every unwrap).
 	DisableKeyCache bool
@@ -117,7 +121,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	if err != nil {
 		return err
 	}
-	a.batcher = audit.NewBatcher(a.Store, 512)
+	a.batcher = audit.NewBatcher(a.Store, 512, opts.AuditFlushDeadline)
 	pub := coffer.NopPublisher{}
 	authSvc := auth.NewService(a.Store, store.NewID)
 	authSvc.SetSessionPolicy(auth.SessionPolicy{Idle: a.cfg.SessionIdle, Absolute: a.cfg.SessionMaxAge})
@@ -139,11 +143,20 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 		_ = a.listener.Close()
 		return err
 	}
+	var sink *audit.DirSink
+	if a.cfg.AuditSink != "" {
+		sink = &audit.DirSink{Dir: a.cfg.AuditSink}
+	}
+	a.Checkpoints = audit.NewCheckpointer(a.Store, a.Fields, sink)
+	if a.metrics != nil {
+		a.metrics.RegisterAuditFailing(a.Checkpoints.Failing)
+	}
 	deps := httpapi.Deps{
 		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(),
-		Keys: secrets.NewKeyAdmin(a.Store, keyring, a.rotator), AuditLog: a.Store,
+		Keys: secrets.NewKeyAdmin(a.Store, keyring, a.rotator), AuditLog: a.Store, Auditor: a.batcher,
 		Ready: func(ctx context.Context) error { return a.ready(ctx, keks) },
 	}
+	deps.Checkpoints, deps.AuditRecords = a.Checkpoints, a.Store
 	if a.metrics != nil {
 		deps.Metrics = a.metrics
 	}
@@ -291,6 +304,16 @@ func (a *App) Serve(ctx context.Context) error {
 		defer close(jobsDone)
 		a.rotator.Run(bg, 2*time.Second, a.rotationProgress)
 	}()
+	checkpointsDone := make(chan struct{})
+	go func() {
+		defer close(checkpointsDone)
+		a.Checkpoints.Run(bg, a.cfg.AuditCheckpointInterval, a.log)
+	}()
+	verifierDone := make(chan struct{})
+	go func() {
+		defer close(verifierDone)
+		a.Checkpoints.RunVerifier(bg, a.cfg.AuditVerifyInterval, a.log)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	var err error
@@ -305,6 +328,8 @@ func (a *App) Serve(ctx context.Context) error {
 	// A key job stops between batches (its checkpoint is committed) and resumes on next start.
 	stopBG()
 	<-jobsDone
+	<-checkpointsDone
+	<-verifierDone
 	if metricsSrv != nil {
 		_ = metricsSrv.Wait()
 	}

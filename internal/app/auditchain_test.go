@@ -198,3 +198,40 @@ func TestAuditChainUnderConcurrency(t *testing.T) {
 		}
 	})
 }
+
+// TestDeniedAttemptsAreAudited: an authenticated caller refused on a secret (403, or 404 for
+// what they may not see) leaves an entry with outcome denied, at most 20 a minute per caller.
+func TestDeniedAttemptsAreAudited(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		s.must(http.StatusCreated, "PUT", envPath+"production/secrets/KEY", s.owner, map[string]string{"value": "v"})
+		viewer := s.newUser("viewer@example.com")
+		s.join(s.owner, "default", viewer, "viewer@example.com", "member")
+		s.must(http.StatusOK, "POST", "/api/v1/tenants/default/projects/web/members", s.owner, map[string]any{"email": "viewer@example.com", "role": "viewer"})
+		if r := s.call("GET", envPath+"production/secrets/KEY", viewer, nil); r.status != http.StatusForbidden {
+			t.Fatalf("a viewer reading a value: %d", r.status)
+		}
+		denied := s.must(http.StatusOK, "GET", auditPath+"?outcome=denied", s.owner, nil).items()
+		if len(denied) != 1 || denied[0]["action"] != "secret.denied" || denied[0]["target_id"] != "KEY" {
+			t.Fatalf("denied entries: %v", denied)
+		}
+		// An outsider's probes land in the instance chain (they cannot see the tenant); a
+		// flood of them records about 20.
+		outsider := s.newUser("outsider@example.com")
+		for range 40 {
+			if r := s.call("GET", envPath+"production/secrets/KEY", outsider, nil); r.status != http.StatusNotFound {
+				t.Fatalf("an outsider: %d", r.status)
+			}
+		}
+		var n int
+		// 20 at once, then one every 3 s: a slow run may record a few more, never all 40.
+		if err := s.rawDB().QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE tenant_id = '' AND outcome = 'denied'`).Scan(&n); err != nil || n < 20 || n > 25 {
+			t.Fatalf("the outsider's denied entries: %d (%v), want 20 (a few more on a slow run)", n, err)
+		}
+		// A bad token is a 401 and no entry; the chains still verify.
+		s.call("GET", envPath+"production/secrets/KEY", "cfr_pat_"+strings.Repeat("x", 43), nil)
+		if v := s.verifyAudit(); v.body["ok"] != true {
+			t.Fatalf("verify: %s", v.raw)
+		}
+	})
+}

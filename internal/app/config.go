@@ -56,6 +56,12 @@ type Config struct {
 	// SessionIdle and SessionMaxAge are the browser sessions' idle and absolute timeouts.
 	SessionIdle   time.Duration
 	SessionMaxAge time.Duration
+	// AuditSink is a directory receiving a copy of every audit checkpoint (none when empty);
+	// AuditCheckpointInterval is how often the chains that grew are checkpointed.
+	AuditSink               string
+	AuditCheckpointInterval time.Duration
+	// AuditVerifyInterval is how often every chain is verified in the background.
+	AuditVerifyInterval time.Duration
 }
 
 // Setting documents one configuration entry; README's table lists the same.
@@ -122,6 +128,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		c.LocalLogin = b
 	}
 	fs.BoolVar(&c.LocalLogin, "local-login", c.LocalLogin, "allow sign-in with e-mail and password (COFFER_LOCAL_LOGIN)")
+	var checkpointInterval, verifyInterval string
+	str(&c.AuditSink, "audit-sink", "COFFER_AUDIT_SINK", "", "directory that keeps a copy of every signed audit checkpoint, out of the database's reach (none when empty)")
+	str(&checkpointInterval, "audit-checkpoint-interval", "COFFER_AUDIT_CHECKPOINT_INTERVAL", "1m", "how often audit chains that grew get a signed checkpoint")
+	str(&verifyInterval, "audit-verify-interval", "COFFER_AUDIT_VERIFY_INTERVAL", "1h", "how often every audit chain is verified in the background (failures: error log and metric)")
 	str(&c.BootstrapEmail, "bootstrap-email", "COFFER_BOOTSTRAP_EMAIL", "admin@localhost", "e-mail of the first owner created by COFFER_BOOTSTRAP_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -147,6 +157,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.SessionMaxAge, err = time.ParseDuration(sessionMax); err != nil || c.SessionMaxAge < c.SessionIdle || c.SessionMaxAge > 30*24*time.Hour {
 		return Config{}, fmt.Errorf("COFFER_SESSION_MAX_AGE must be a duration from the idle timeout to 720h, such as 12h")
+	}
+	if c.AuditCheckpointInterval, err = time.ParseDuration(checkpointInterval); err != nil || c.AuditCheckpointInterval < time.Second || c.AuditCheckpointInterval > 24*time.Hour {
+		return Config{}, fmt.Errorf("COFFER_AUDIT_CHECKPOINT_INTERVAL must be a duration from 1s to 24h, such as 1m")
+	}
+	if c.AuditVerifyInterval, err = time.ParseDuration(verifyInterval); err != nil || c.AuditVerifyInterval < time.Second || c.AuditVerifyInterval > 7*24*time.Hour {
+		return Config{}, fmt.Errorf("COFFER_AUDIT_VERIFY_INTERVAL must be a duration from 1s to 168h, such as 1h")
 	}
 	c.KMSPreviousKeyIDs = splitList(kmsPrevious)
 	c.TrustedProxies = splitList(trustedProxies)

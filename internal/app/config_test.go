@@ -55,6 +55,9 @@ func TestConfigDefaults(t *testing.T) {
 		SessionIdle:    time.Hour,
 		SessionMaxAge:  12 * time.Hour,
 		OIDC:           app.OIDCConfig{Signup: "invite"},
+
+		AuditCheckpointInterval: time.Minute,
+		AuditVerifyInterval:     time.Hour,
 	}
 	cfgSamePath(t, "MasterKeyFile", c.MasterKeyFile, "./coffer-data/master.key")
 	// An empty BaseURL means "http://" plus the address actually bound, which for the
@@ -94,6 +97,9 @@ func TestConfigEnvOverrides(t *testing.T) {
 		"COFFER_SESSION_IDLE_TIMEOUT": "30m",
 		"COFFER_SESSION_MAX_AGE":      "8h",
 		"COFFER_LOCAL_LOGIN":          "false", // on by default: the want below has it off
+
+		"COFFER_AUDIT_SINK":                "/var/lib/coffer-audit",
+		"COFFER_AUDIT_CHECKPOINT_INTERVAL": "5m",
 	}
 	want := app.Config{
 		Listen:             "127.0.0.1:9090",
@@ -120,6 +126,10 @@ func TestConfigEnvOverrides(t *testing.T) {
 		SessionIdle:        30 * time.Minute,
 		SessionMaxAge:      8 * time.Hour,
 		OIDC:               app.OIDCConfig{Signup: "invite"},
+
+		AuditSink:               "/var/lib/coffer-audit",
+		AuditCheckpointInterval: 5 * time.Minute,
+		AuditVerifyInterval:     time.Hour,
 	}
 	if got := cfgMustParse(t, nil, env); !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
@@ -204,6 +214,9 @@ func TestConfigRejects(t *testing.T) {
 		{"idle timeout too short", nil, map[string]string{"COFFER_SESSION_IDLE_TIMEOUT": "10s"}, "COFFER_SESSION_IDLE_TIMEOUT"},
 		{"max age below idle", nil, map[string]string{"COFFER_SESSION_IDLE_TIMEOUT": "2h", "COFFER_SESSION_MAX_AGE": "1h"}, "COFFER_SESSION_MAX_AGE"},
 		{"max age above 30 days", nil, map[string]string{"COFFER_SESSION_MAX_AGE": "1000h"}, "COFFER_SESSION_MAX_AGE"},
+		{"checkpoint interval not a duration", nil, map[string]string{"COFFER_AUDIT_CHECKPOINT_INTERVAL": "often"}, "COFFER_AUDIT_CHECKPOINT_INTERVAL"},
+		{"checkpoint interval zero", nil, map[string]string{"COFFER_AUDIT_CHECKPOINT_INTERVAL": "0s"}, "COFFER_AUDIT_CHECKPOINT_INTERVAL"},
+		{"verify interval not a duration", nil, map[string]string{"COFFER_AUDIT_VERIFY_INTERVAL": "hourly"}, "COFFER_AUDIT_VERIFY_INTERVAL"},
 		{"negative max conns", nil, map[string]string{"COFFER_DB_MAX_CONNS": "-4"}, "COFFER_DB_MAX_CONNS"},
 		{"non-numeric max conns", nil, map[string]string{"COFFER_DB_MAX_CONNS": "lots"}, "COFFER_DB_MAX_CONNS"},
 		{"zero max conns flag", []string{"-db-max-conns", "0"}, nil, "COFFER_DB_MAX_CONNS"},

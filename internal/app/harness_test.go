@@ -80,6 +80,7 @@ type server struct {
 	dataDir string
 	client  *http.Client
 	app     *app.App
+	role    string // the database role it connects as, when not the administrator
 }
 
 func newToken(t *testing.T) string {

@@ -39,6 +39,7 @@ const (
 	ActionSecretReveal        = "secret.reveal"
 	ActionSecretDestroy       = "secret.destroy"
 	ActionSecretPromote       = "secret.promote"
+	ActionSecretDenied        = "secret.denied" // a refused attempt, with outcome denied
 	ActionUserCreate          = "user.create"
 	ActionUserDisable         = "user.disable"
 	ActionUserEnable          = "user.enable"
@@ -94,6 +95,8 @@ type Entry struct {
 	Metadata map[string]any
 	// Outcome is OutcomeSuccess (the default when empty) or OutcomeDenied.
 	Outcome string
+	// Receipt, when set, is told the entry's sequence and hash once written (read receipts).
+	Receipt *ReceiptSlot
 }
 
 // New builds an entry stamped with the current time.

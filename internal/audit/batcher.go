@@ -3,7 +3,9 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned for entries submitted after the batcher stopped.
@@ -15,6 +17,9 @@ var ErrClosed = errors.New("audit: batcher closed")
 type Batcher struct {
 	sink     Appender
 	maxBatch int
+	// deadline bounds one flush: a database that hangs fails the waiting requests instead of
+	// stalling them (and the writer) for ever.
+	deadline time.Duration
 	reqs     chan request
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -31,15 +36,26 @@ type request struct {
 	result  chan error
 }
 
-// NewBatcher starts a batcher writing to sink with at most maxBatch entries per commit. The
-// caller owns it and must call Close.
-func NewBatcher(sink Appender, maxBatch int) *Batcher {
+// DefaultFlushDeadline is how long one group commit may take before its requests fail.
+const DefaultFlushDeadline = 5 * time.Second
+
+// ErrFlushDeadline is the cause when a group commit did not finish within its deadline.
+var ErrFlushDeadline = errors.New("audit: the audit log did not answer in time")
+
+// NewBatcher starts a batcher writing to sink with at most maxBatch entries per commit, each
+// commit bounded by deadline (DefaultFlushDeadline when zero). The caller owns it and must
+// call Close.
+func NewBatcher(sink Appender, maxBatch int, deadline time.Duration) *Batcher {
 	if maxBatch <= 0 {
 		maxBatch = 256
+	}
+	if deadline <= 0 {
+		deadline = DefaultFlushDeadline
 	}
 	b := &Batcher{
 		sink:     sink,
 		maxBatch: maxBatch,
+		deadline: deadline,
 		reqs:     make(chan request, maxBatch),
 		done:     make(chan struct{}),
 	}
@@ -132,9 +148,46 @@ func (b *Batcher) flush(batch []request) {
 		entries = append(entries, r.entries...)
 	}
 	// The write is not tied to any one caller's context: a caller that gave up must not
-	// abort the commit of everyone else's entries.
-	err := b.sink.AppendAudit(context.WithoutCancel(batch[0].ctx), entries)
+	// abort the commit of everyone else's entries. It has a deadline of its own, so that a
+	// hung database fails everyone waiting (503) instead of holding them. A database that
+	// honours cancellation rolls the write back at the deadline; one that does not (SQLite
+	// waiting on a lock) may still finish it later, which only ever records a read that was
+	// refused, never loses one that was answered.
+	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(batch[0].ctx), b.deadline, ErrFlushDeadline)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.sink.AppendAudit(ctx, entries) }()
+	var err error
+	select {
+	case err = <-done:
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ErrFlushDeadline, err)
+		}
+	case <-ctx.Done():
+		err = ErrFlushDeadline
+		for _, r := range batch {
+			r.result <- err
+		}
+		b.waitStuck(done)
+		return
+	}
 	for _, r := range batch {
 		r.result <- err
+	}
+}
+
+// waitStuck waits for a write that overran its deadline to come back, failing every request
+// that arrives meanwhile at once: the log is not answering, and they must not queue behind it.
+func (b *Batcher) waitStuck(done <-chan error) {
+	for {
+		select {
+		case <-done:
+			return
+		case r := <-b.reqs:
+			r.result <- ErrFlushDeadline
+		case <-b.done:
+			<-done
+			return
+		}
 	}
 }

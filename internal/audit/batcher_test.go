@@ -180,7 +180,7 @@ func closeWithin(t *testing.T, b *audit.Batcher) {
 func TestBatcherAppendReturnsAfterFlush(t *testing.T) {
 	t.Run("sequential", func(t *testing.T) {
 		sink := newFakeSink()
-		b := audit.NewBatcher(sink, 16)
+		b := audit.NewBatcher(sink, 16, 0)
 		defer closeWithin(t, b)
 		for i := range 20 {
 			id := fmt.Sprintf("seq-%d", i)
@@ -195,7 +195,7 @@ func TestBatcherAppendReturnsAfterFlush(t *testing.T) {
 	})
 	t.Run("held sink", func(t *testing.T) {
 		sink := newFakeSink().holdFirst()
-		b := audit.NewBatcher(sink, 16)
+		b := audit.NewBatcher(sink, 16, 0)
 		defer closeWithin(t, b)
 		done := appendAsync(context.Background(), b, "held")
 		sink.awaitCall(t, 1)
@@ -219,7 +219,7 @@ func TestBatcherAppendReturnsAfterFlush(t *testing.T) {
 	})
 	t.Run("several entries in one call", func(t *testing.T) {
 		sink := newFakeSink()
-		b := audit.NewBatcher(sink, 16)
+		b := audit.NewBatcher(sink, 16, 0)
 		defer closeWithin(t, b)
 		if err := b.Append(context.Background(), entry("multi-a"), entry("multi-b"), entry("multi-c")); err != nil {
 			t.Fatalf("Append = %v", err)
@@ -249,7 +249,7 @@ func TestBatcherGroupsConcurrentAppends(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := newFakeSink().holdFirst()
-			b := audit.NewBatcher(sink, tc.maxBatch)
+			b := audit.NewBatcher(sink, tc.maxBatch, 0)
 			defer closeWithin(t, b)
 
 			first := appendAsync(context.Background(), b, "first")
@@ -317,7 +317,7 @@ func TestBatcherErrorReachesEveryCallerOfTheBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := newFakeSink().holdFirst()
 			sink.fail = tc.fail
-			b := audit.NewBatcher(sink, 16)
+			b := audit.NewBatcher(sink, 16, 0)
 			defer closeWithin(t, b)
 
 			first := appendAsync(context.Background(), b, "first")
@@ -357,7 +357,7 @@ func TestBatcherErrorGroupedBatch(t *testing.T) {
 		}
 		return errSink
 	}
-	b := audit.NewBatcher(sink, 256)
+	b := audit.NewBatcher(sink, 256, 0)
 	defer closeWithin(t, b)
 	first := appendAsync(context.Background(), b, "first")
 	sink.awaitCall(t, 1)
@@ -390,7 +390,7 @@ func TestBatcherCloseFlushesQueued(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := newFakeSink().holdFirst()
-			b := audit.NewBatcher(sink, tc.maxBatch)
+			b := audit.NewBatcher(sink, tc.maxBatch, 0)
 
 			first := appendAsync(context.Background(), b, "first")
 			sink.awaitCall(t, 1)
@@ -440,7 +440,7 @@ func TestBatcherContextCancelledBeforeEnqueue(t *testing.T) {
 		// maxBatch 1 gives a queue of one: the held first call plus a few fillers leave no
 		// room, so a cancelled caller can never be enqueued.
 		sink := newFakeSink().holdFirst()
-		b := audit.NewBatcher(sink, 1)
+		b := audit.NewBatcher(sink, 1, 0)
 		defer closeWithin(t, b)
 		first := appendAsync(context.Background(), b, "first")
 		sink.awaitCall(t, 1)
@@ -480,7 +480,7 @@ func TestBatcherContextCancelledBeforeEnqueue(t *testing.T) {
 		// With room in the queue a cancelled caller must still be refused: it has no
 		// outcome to wait for and must not be written on its behalf.
 		sink := newFakeSink()
-		b := audit.NewBatcher(sink, 64)
+		b := audit.NewBatcher(sink, 64, 0)
 		defer closeWithin(t, b)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -497,7 +497,7 @@ func TestBatcherContextCancelledBeforeEnqueue(t *testing.T) {
 	})
 	t.Run("cancelled after enqueue still waits for the outcome", func(t *testing.T) {
 		sink := newFakeSink().holdFirst()
-		b := audit.NewBatcher(sink, 16)
+		b := audit.NewBatcher(sink, 16, 0)
 		defer closeWithin(t, b)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := appendAsync(ctx, b, "enqueued")
@@ -530,7 +530,7 @@ func TestBatcherCloseLeavesNoGoroutine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
 			sink := newFakeSink()
-			b := audit.NewBatcher(sink, 8)
+			b := audit.NewBatcher(sink, 8, 0)
 			for _, r := range collect(t, appendAll(t, b, "l", tc.appends), tc.appends) {
 				if r.err != nil {
 					t.Fatalf("Append(%s) = %v", r.id, r.err)
@@ -546,5 +546,43 @@ func TestBatcherCloseLeavesNoGoroutine(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestFlushDeadline: a write that hangs fails its callers at the deadline, requests arriving
+// while it hangs fail at once without reaching the sink, and writing resumes once it returns.
+func TestFlushDeadline(t *testing.T) {
+	sink := newFakeSink().holdFirst()
+	b := audit.NewBatcher(sink, 16, 200*time.Millisecond)
+	defer b.Close()
+	ctx := context.Background()
+	start := time.Now()
+	if err := b.Append(ctx, audit.Entry{TargetID: "hung"}); !errors.Is(err, audit.ErrFlushDeadline) {
+		t.Fatalf("a hung write: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the hung write held its caller %v", took)
+	}
+	start = time.Now()
+	if err := b.Append(ctx, audit.Entry{TargetID: "while hung"}); !errors.Is(err, audit.ErrFlushDeadline) || time.Since(start) > time.Second {
+		t.Fatalf("a request while the write hangs: %v after %v", err, time.Since(start))
+	}
+	sink.mu.Lock()
+	calls := sink.calls
+	sink.mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("the sink was called %d times while hung, want 1", calls)
+	}
+	close(sink.release)
+	deadline := time.Now().Add(waitFor)
+	for {
+		err := b.Append(ctx, audit.Entry{TargetID: "after"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writing did not resume: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

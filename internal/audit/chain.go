@@ -104,6 +104,8 @@ type Verification struct {
 	// FirstBadSeq is the first sequence number that does not verify (0 when OK).
 	FirstBadSeq int64
 	Reason      string
+	// Checkpoints is how many signed checkpoints of the chain verified (checkpoint.go).
+	Checkpoints int
 }
 
 // Verifier checks a chain's entries, fed in sequence order.

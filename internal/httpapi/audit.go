@@ -100,12 +100,16 @@ func (s *Server) verifyAudit(c *gin.Context) {
 	if !ok {
 		return
 	}
-	v, err := s.auditLog.Verify(c.Request.Context(), sc.Tenant.ID)
+	verify := s.auditLog.Verify
+	if s.checkpoints != nil {
+		verify = s.checkpoints.Verify // the chain, then its checkpoints and the sink
+	}
+	v, err := verify(c.Request.Context(), sc.Tenant.ID)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	out := verifyView{OK: v.OK, Entries: v.Entries, Reason: v.Reason}
+	out := verifyView{OK: v.OK, Entries: v.Entries, Checkpoints: v.Checkpoints, Reason: v.Reason}
 	if !v.OK {
 		out.FirstBadSequence = &v.FirstBadSeq
 	}

@@ -110,9 +110,6 @@ func (s *Server) promoteSecrets(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]resultView, len(res))
-	for i, r := range res {
-		out[i] = viewResult(r)
-	}
+	out := viewResults(res)
 	c.JSON(http.StatusOK, gin.H{"from": from.Environment.Slug, "to": to.Environment.Slug, "items": out})
 }

@@ -86,6 +86,14 @@ type resultView struct {
 	Deleted bool   `json:"deleted,omitempty"`
 }
 
+func viewResults(rs []secrets.Result) []resultView {
+	out := make([]resultView, len(rs))
+	for i, r := range rs {
+		out[i] = viewResult(r)
+	}
+	return out
+}
+
 func viewResult(r secrets.Result) resultView {
 	return resultView{Name: r.Name, Version: r.Version, Deleted: r.Op == secrets.OpDelete}
 }

@@ -222,10 +222,7 @@ func (s *Server) rollbackEnvironment(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]resultView, len(res))
-	for i, r := range res {
-		out[i] = viewResult(r)
-	}
+	out := viewResults(res)
 	c.JSON(http.StatusOK, gin.H{"at": at.UTC(), "items": out})
 }
 
@@ -317,16 +314,7 @@ func (s *Server) importSecrets(c *gin.Context) {
 	for i, v := range vars {
 		changes[i] = secrets.Change{Op: secrets.OpPut, Name: v.Name, Value: v.Value}
 	}
-	res, err := s.secrets.Apply(c.Request.Context(), actor(c), s.scope(c), changes)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	out := make([]resultView, len(res))
-	for i, r := range res {
-		out[i] = viewResult(r)
-	}
-	c.JSON(http.StatusOK, gin.H{"items": out})
+	s.applyBulk(c, s.scope(c), changes)
 }
 
 type putSecretReq struct {
@@ -508,14 +496,15 @@ func (s *Server) bulkSecrets(c *gin.Context) {
 			changes[i] = secrets.Change{Op: secrets.OpPut, Name: b.Name, Value: *b.Value, Note: b.Note, Expect: b.ExpectedVersion}
 		}
 	}
+	s.applyBulk(c, sc, changes)
+}
+
+// applyBulk writes changes all or nothing and answers what each did.
+func (s *Server) applyBulk(c *gin.Context, sc tenant.Scope, changes []secrets.Change) {
 	res, err := s.secrets.Apply(c.Request.Context(), actor(c), sc, changes)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	out := make([]resultView, len(res))
-	for i, r := range res {
-		out[i] = viewResult(r)
-	}
-	c.JSON(http.StatusOK, gin.H{"items": out})
+	c.JSON(http.StatusOK, gin.H{"items": viewResults(res)})
 }

@@ -41,24 +41,36 @@ type Config struct {
 	Dev bool
 }
 
+// Auditor appends audit entries durably (the group-commit batcher).
+type Auditor interface {
+	Append(ctx context.Context, entries ...audit.Entry) error
+}
+
 // Readiness reports whether the server can serve: database reachable, migrations applied,
 // key loaded.
 type Readiness func(ctx context.Context) error
 
 // Server serves the REST API and the pages.
 type Server struct {
-	cfg         Config
-	log         *slog.Logger
-	auth        *auth.Service
-	tenants     *tenant.Service
-	secrets     *secrets.Service
-	keyAdmin    *secrets.KeyAdmin
-	auditLog    audit.Log
-	ready       Readiness
-	setup       *Setup
-	views       *template.Template
-	static      fs.FS
-	authLimiter *attemptLimiter
+	cfg      Config
+	log      *slog.Logger
+	auth     *auth.Service
+	tenants  *tenant.Service
+	secrets  *secrets.Service
+	keyAdmin *secrets.KeyAdmin
+	auditLog audit.Log
+	// checkpoints signs and checks the audit chains' checkpoints; auditRecords exports them.
+	checkpoints  AuditCheckpoints
+	auditRecords AuditRecords
+	// auditor records refused attempts on secrets (recordDenied), at most deniedLimiter's
+	// rate per principal.
+	auditor       Auditor
+	deniedLimiter *attemptLimiter
+	ready         Readiness
+	setup         *Setup
+	views         *template.Template
+	static        fs.FS
+	authLimiter   *attemptLimiter
 	// mintLimiter bounds how fast one user creates tokens and users (credentials).
 	mintLimiter *attemptLimiter
 	metrics     HTTPObserver // nil: no metrics
@@ -98,6 +110,12 @@ type Deps struct {
 	Local *auth.Local
 	// AuditLog reads and verifies the audit chains.
 	AuditLog audit.Log
+	// Checkpoints signs, lists and verifies the chains' checkpoints; AuditRecords reads
+	// entries as stored, for export.
+	Checkpoints  AuditCheckpoints
+	AuditRecords AuditRecords
+	// Auditor appends entries that belong to no change (refused attempts).
+	Auditor Auditor
 	// OIDC, when set, is the OpenID provider browsers sign in with.
 	OIDC *OIDCProvider
 	// Logins keeps sign-ins in progress (with or without OIDC); IdPs runs tenants' own
@@ -117,7 +135,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
 		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
-		metrics: d.Metrics, keyAdmin: d.Keys, auditLog: d.AuditLog,
+		metrics: d.Metrics, keyAdmin: d.Keys, auditLog: d.AuditLog, checkpoints: d.Checkpoints, auditRecords: d.AuditRecords, auditor: d.Auditor, deniedLimiter: newAttemptLimiter(20, 20),
 		secureCookies: strings.HasPrefix(cfg.BaseURL, "https://"), cop: http.NewCrossOriginProtection(),
 	}
 	// Behind a proxy that rewrites Host, the Origin browsers send is the base URL's.
@@ -194,6 +212,7 @@ func (s *Server) routes() *gin.Engine {
 	r.POST("/invitations/accept", s.pageSession, s.invitationAcceptForm)
 	r.StaticFS("/static", http.FS(s.static))
 	r.GET("/api/v1/openapi.json", s.openapi)
+	r.GET("/api/v1/audit/public-key", s.auditPublicKey)
 
 	// Any authenticated user.
 	v1 := r.Group("/api/v1", s.authenticate)
@@ -212,7 +231,7 @@ func (s *Server) routes() *gin.Engine {
 
 	// Tenant members: the token and the tenant, project and environment of the URL are
 	// resolved together, and anyone who is not a member gets 404.
-	t := r.Group("/api/v1/tenants/:tenant", s.authorizeScope)
+	t := r.Group("/api/v1/tenants/:tenant", auditReceipts, s.recordDenied, s.authorizeScope)
 	t.GET("", s.getTenant)
 	t.PATCH("", s.updateTenant)
 	t.DELETE("", s.deleteTenant)
@@ -223,6 +242,10 @@ func (s *Server) routes() *gin.Engine {
 	t.DELETE("/members/:user", s.removeMember)
 	t.GET("/audit", s.listAudit)
 	t.GET("/audit/verify", s.verifyAudit)
+	t.GET("/audit/checkpoints", s.listCheckpoints)
+	t.POST("/audit/checkpoints", s.makeCheckpoint)
+	t.GET("/audit/export", s.exportAudit)
+	t.GET("/audit/proof", s.auditProof)
 	t.GET("/tokens", s.listTenantTokens)
 	t.DELETE("/tokens/:id", s.revokeTenantToken)
 	t.GET("/projects", s.listProjects)

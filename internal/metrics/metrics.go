@@ -170,6 +170,15 @@ func (m *Metrics) RegisterKeyCache(stats func() (hits, misses uint64)) {
 	)
 }
 
+// RegisterAuditFailing exposes how many audit chains failed their last background
+// verification, read from failing at each scrape. It panics if called twice.
+func (m *Metrics) RegisterAuditFailing(failing func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "coffer_audit_chains_failing",
+		Help: "Audit chains whose last background verification failed (see the error log for the first bad sequence).",
+	}, func() float64 { return float64(failing()) }))
+}
+
 // RotationStarted records that a rotation job of this kind began.
 func (m *Metrics) RotationStarted(kind string) {
 	m.rotationRunning.WithLabelValues(rotationKind(kind)).Inc()

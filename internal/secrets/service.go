@@ -295,6 +295,7 @@ func (s *Service) Destroy(ctx context.Context, actor audit.Actor, sc tenant.Scop
 }
 
 func (s *Service) reveal(ctx context.Context, e audit.Entry) error {
+	e.Receipt = audit.ReceiptSlotFrom(ctx) // the response names this entry
 	if err := s.auditor.Append(ctx, e); err != nil {
 		return coffer.Wrap(coffer.EUNAVAILABLE, err, "the audit log could not record this read, so no value was returned")
 	}

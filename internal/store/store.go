@@ -42,6 +42,7 @@ const (
 type Store struct {
 	db      *gorm.DB
 	dialect string
+	heads   headCache // the audit chains' heads this process last saw
 }
 
 // Options configure Open.

@@ -1,0 +1,181 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cofferhq/coffer"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/tenant"
+)
+
+// AuditCheckpoints makes, lists, verifies and proves against signed checkpoints
+// (audit.Checkpointer).
+type AuditCheckpoints interface {
+	Make(ctx context.Context, chain string) (audit.Checkpoint, bool, error)
+	List(ctx context.Context, chain string) ([]audit.Checkpoint, error)
+	Page(ctx context.Context, chain string, afterSize int64, limit int) ([]audit.Checkpoint, error)
+	Verify(ctx context.Context, chain string) (audit.Verification, error)
+	PublicKey(ctx context.Context) (string, error)
+	Prove(ctx context.Context, chain string, seq int64) (audit.Proof, error)
+}
+
+// AuditRecords reads a chain's entries as stored, for export (the store).
+type AuditRecords interface {
+	ChainRecords(ctx context.Context, chain string, afterSeq int64, limit int) ([]audit.Record, error)
+}
+
+type checkpointView struct {
+	TreeSize  int64     `json:"tree_size"`
+	RootHash  string    `json:"root_hash"`
+	StateRoot string    `json:"state_root"`
+	Note      string    `json:"note"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func viewCheckpoint(cp audit.Checkpoint) checkpointView {
+	return checkpointView{TreeSize: cp.Size, RootHash: base64.StdEncoding.EncodeToString(cp.Root[:]),
+		StateRoot: base64.StdEncoding.EncodeToString(cp.State[:]), Note: cp.Note, CreatedAt: cp.CreatedAt}
+}
+
+// auditPublicKey serves the verifier key of every checkpoint, for anyone to check them with.
+func (s *Server) auditPublicKey(c *gin.Context) {
+	k, err := s.checkpoints.PublicKey(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(k+"\n"))
+}
+
+// makeCheckpoint signs a checkpoint of the tenant's chain now; 201 when one was made, 200
+// with the latest when it already covers every entry. Tenant owners and admins.
+func (s *Server) makeCheckpoint(c *gin.Context) {
+	sc, ok := s.allowed(c, tenant.ViewAudit)
+	if !ok {
+		return
+	}
+	cp, made, err := s.checkpoints.Make(c.Request.Context(), sc.Tenant.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if made {
+		status = http.StatusCreated
+	}
+	c.JSON(status, viewCheckpoint(cp))
+}
+
+// listCheckpoints lists the tenant's checkpoints, oldest first, a page at a time. Tenant
+// owners and admins.
+func (s *Server) listCheckpoints(c *gin.Context) {
+	sc, ok := s.allowed(c, tenant.ViewAudit)
+	if !ok {
+		return
+	}
+	p, err := parsePage(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	after := int64(0)
+	if p.after != "" {
+		if after, err = strconv.ParseInt(p.after, 10, 64); err != nil || after < 0 {
+			s.fail(c, coffer.Errorf(coffer.EINVALID, "cursor is not valid"))
+			return
+		}
+	}
+	cps, err := s.checkpoints.Page(c.Request.Context(), sc.Tenant.ID, after, p.fetch())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	respondPage(c, p, cps, func(cp audit.Checkpoint) string { return strconv.FormatInt(cp.Size, 10) }, viewCheckpoint)
+}
+
+// auditProof proves that entry ?sequence=n is in the latest checkpoint.
+func (s *Server) auditProof(c *gin.Context) {
+	sc, ok := s.allowed(c, tenant.ViewAudit)
+	if !ok {
+		return
+	}
+	seq, err := strconv.ParseInt(c.Query("sequence"), 10, 64)
+	if err != nil || seq < 1 {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "sequence must be a positive number"))
+		return
+	}
+	p, err := s.checkpoints.Prove(c.Request.Context(), sc.Tenant.ID, seq)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+// exportPage is how many entries an export reads at a time; exportWriteTime is how long a
+// whole export may take to send, past the server's usual write timeout.
+const (
+	exportPage      = 1000
+	exportWriteTime = 15 * time.Minute
+)
+
+// exportAudit streams the tenant's chain as JSONL (audit.ExportLine): every entry, then every
+// checkpoint. `coffer-server audit verify` checks it offline. Tenant owners and admins.
+func (s *Server) exportAudit(c *gin.Context) {
+	sc, ok := s.allowed(c, tenant.ViewAudit)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	chain := sc.Tenant.ID
+	// The checkpoints first, so every entry they cover is in the export even while the chain
+	// grows during it.
+	cps, err := s.checkpoints.List(ctx, chain)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	recs, err := s.auditRecords.ChainRecords(ctx, chain, 0, exportPage)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// A long chain takes longer to send than an ordinary answer; without a deadline it could
+	// be cut short (and fail offline verification) by the server's write timeout.
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(exportWriteTime))
+	c.Header("Content-Type", "application/x-ndjson; charset=utf-8")
+	c.Header("Content-Disposition", `attachment; filename="audit.jsonl"`)
+	c.Status(http.StatusOK)
+	w := bufio.NewWriter(c.Writer)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for {
+		for _, r := range recs {
+			if err := enc.Encode(audit.EntryLine(r)); err != nil {
+				return // the client went away
+			}
+		}
+		if len(recs) < exportPage {
+			break
+		}
+		if recs, err = s.auditRecords.ChainRecords(ctx, chain, recs[len(recs)-1].Seq, exportPage); err != nil {
+			// The status is sent; an export cut short fails offline verification.
+			s.log.Error("audit export failed", "err", err)
+			return
+		}
+	}
+	for _, cp := range cps {
+		if err := enc.Encode(audit.ExportLine{Type: "checkpoint", Note: cp.Note}); err != nil {
+			return
+		}
+	}
+	_ = w.Flush()
+}
