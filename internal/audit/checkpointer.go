@@ -404,9 +404,10 @@ func (c *Checkpointer) Prove(ctx context.Context, chain string, seq int64) (Proo
 	return out, nil
 }
 
-// Run makes a checkpoint of every chain that grew, every interval, until ctx ends. A failure
-// is logged and retried at the next tick.
-func (c *Checkpointer) Run(ctx context.Context, interval time.Duration, log *slog.Logger) {
+// everyChain runs fn on each chain list returns, every interval, until ctx ends; a failure to
+// list is logged as what and retried at the next tick.
+func everyChain(ctx context.Context, interval time.Duration, log *slog.Logger, what string,
+	list func(context.Context) ([]string, error), fn func(chain string)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -415,62 +416,54 @@ func (c *Checkpointer) Run(ctx context.Context, interval time.Duration, log *slo
 			return
 		case <-t.C:
 		}
-		chains, err := c.store.GrownChains(ctx)
+		chains, err := list(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Error("audit checkpoints: cannot list chains", "err", err)
+				log.Error(what+": cannot list chains", "err", err)
 			}
 			continue
 		}
 		for _, ch := range chains {
-			if _, _, err := c.Make(ctx, ch); err != nil && ctx.Err() == nil {
-				log.Error("audit checkpoint failed", "chain", Origin(ch), "err", err)
-			}
+			fn(ch)
 		}
 	}
+}
+
+// Run makes a checkpoint of every chain that grew, every interval, until ctx ends. A failure
+// is logged and retried at the next tick.
+func (c *Checkpointer) Run(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	everyChain(ctx, interval, log, "audit checkpoints", c.store.GrownChains, func(ch string) {
+		if _, _, err := c.Make(ctx, ch); err != nil && ctx.Err() == nil {
+			log.Error("audit checkpoint failed", "chain", Origin(ch), "err", err)
+		}
+	})
 }
 
 // RunVerifier verifies every chain every interval until ctx ends, logging each failure with
 // its first bad sequence; Failing counts the chains whose last verification failed.
 func (c *Checkpointer) RunVerifier(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		chains, err := c.store.Chains(ctx)
+	everyChain(ctx, interval, log, "audit verification", c.store.Chains, func(ch string) {
+		v, err := c.Verify(ctx, ch)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Error("audit verification: cannot list chains", "err", err)
+				log.Error("audit verification could not run", "chain", Origin(ch), "err", err)
 			}
-			continue
+			return
 		}
-		for _, ch := range chains {
-			v, err := c.Verify(ctx, ch)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Error("audit verification could not run", "chain", Origin(ch), "err", err)
-				}
-				continue
-			}
-			c.failMu.Lock()
-			if c.failing == nil {
-				c.failing = map[string]bool{}
-			}
-			if v.OK {
-				delete(c.failing, ch)
-			} else {
-				c.failing[ch] = true
-			}
-			c.failMu.Unlock()
-			if !v.OK {
-				log.Error("audit chain failed verification", "chain", Origin(ch), "first_bad_sequence", v.FirstBadSeq, "reason", v.Reason)
-			}
+		c.failMu.Lock()
+		if c.failing == nil {
+			c.failing = map[string]bool{}
 		}
-	}
+		if v.OK {
+			delete(c.failing, ch)
+		} else {
+			c.failing[ch] = true
+		}
+		c.failMu.Unlock()
+		if !v.OK {
+			log.Error("audit chain failed verification", "chain", Origin(ch), "first_bad_sequence", v.FirstBadSeq, "reason", v.Reason)
+		}
+	})
 }
 
 // Failing is the number of chains whose last background verification failed.

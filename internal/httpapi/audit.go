@@ -44,23 +44,33 @@ func viewAuditEntry(e audit.Stored) auditEntryView {
 		UserAgent: e.Actor.UserAgent, Metadata: e.Metadata}
 }
 
+// seqPage reads a page whose cursor is a sequence number (audit entries, checkpoints); on a
+// bad request it has answered already.
+func (s *Server) seqPage(c *gin.Context) (page, int64, bool) {
+	p, err := parsePage(c)
+	if err != nil {
+		s.fail(c, err)
+		return page{}, 0, false
+	}
+	after := int64(0)
+	if p.after != "" {
+		if after, err = strconv.ParseInt(p.after, 10, 64); err != nil || after < 0 {
+			s.fail(c, coffer.Errorf(coffer.EINVALID, "cursor is not valid"))
+			return page{}, 0, false
+		}
+	}
+	return p, after, true
+}
+
 // listAudit lists the tenant's chain, oldest first, with filters; tenant owners and admins.
 func (s *Server) listAudit(c *gin.Context) {
 	sc, ok := s.allowed(c, tenant.ViewAudit)
 	if !ok {
 		return
 	}
-	p, err := parsePage(c)
-	if err != nil {
-		s.fail(c, err)
+	p, after, ok := s.seqPage(c)
+	if !ok {
 		return
-	}
-	after := int64(0)
-	if p.after != "" {
-		if after, err = strconv.ParseInt(p.after, 10, 64); err != nil || after < 0 {
-			s.fail(c, coffer.Errorf(coffer.EINVALID, "cursor is not valid"))
-			return
-		}
 	}
 	f := audit.Filter{ActorID: c.Query("actor"), Action: c.Query("action"), TargetID: c.Query("target"), Outcome: c.Query("outcome")}
 	for _, t := range []struct {
@@ -68,6 +78,7 @@ func (s *Server) listAudit(c *gin.Context) {
 		dst   *time.Time
 	}{{"from", &f.From}, {"to", &f.To}} {
 		if v := c.Query(t.param); v != "" {
+			var err error
 			if *t.dst, err = time.Parse(time.RFC3339Nano, v); err != nil {
 				s.fail(c, coffer.Errorf(coffer.EINVALID, "%s must be an RFC 3339 time", t.param))
 				return

@@ -81,17 +81,9 @@ func (s *Server) listCheckpoints(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := parsePage(c)
-	if err != nil {
-		s.fail(c, err)
+	p, after, ok := s.seqPage(c)
+	if !ok {
 		return
-	}
-	after := int64(0)
-	if p.after != "" {
-		if after, err = strconv.ParseInt(p.after, 10, 64); err != nil || after < 0 {
-			s.fail(c, coffer.Errorf(coffer.EINVALID, "cursor is not valid"))
-			return
-		}
 	}
 	cps, err := s.checkpoints.Page(c.Request.Context(), sc.Tenant.ID, after, p.fetch())
 	if err != nil {

@@ -85,6 +85,12 @@ func (s *Store) TakeLoginState(ctx context.Context, stateHash string, now time.T
 
 // UserByIdentity implements auth.OIDCStore.
 func (s *Store) UserByIdentity(ctx context.Context, issuer, subject string) (auth.User, error) {
+	return s.identityUser(ctx, ``, issuer, subject)
+}
+
+// identityUser is the user an identity is linked to, through user_identities i joined to the
+// user u and whatever join adds (a membership the link must have); ENOTFOUND if none.
+func (s *Store) identityUser(ctx context.Context, join string, args ...any) (auth.User, error) {
 	var rows []struct {
 		ID            string
 		Email         string
@@ -94,7 +100,8 @@ func (s *Store) UserByIdentity(ctx context.Context, issuer, subject string) (aut
 		DisabledAt    *time.Time
 	}
 	err := s.db.WithContext(ctx).Raw(`SELECT u.id, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at
-		FROM user_identities i JOIN users u ON u.id = i.user_id WHERE i.issuer = ? AND i.subject = ?`, issuer, subject).Scan(&rows).Error
+		FROM user_identities i JOIN users u ON u.id = i.user_id `+join+`
+		WHERE i.issuer = ? AND i.subject = ?`, args...).Scan(&rows).Error
 	if err != nil {
 		return auth.User{}, dbErr(err)
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"time"
 
@@ -37,22 +36,18 @@ func (serviceTokenRow) TableName() string { return "service_tokens" }
 // project, so slugs naming any other tenant or project find nothing.
 func (s *Store) ServiceTokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string) (auth.ServiceTokenRecord, tenant.Scope, error) {
 	var (
-		rec                          auth.ServiceTokenRecord
-		envIDs                       string
-		tID, tSlug, tName            sql.NullString
-		tCreated, tUpdated           sql.NullTime
-		pID, pSlug, pName            sql.NullString
-		pCreated, pUpdated           sql.NullTime
-		eID, eSlug, eName, kID       sql.NullString
-		eProtected                   sql.NullBool
-		eCreated, eUpdated, kCreated sql.NullTime
-		kUses, eRevision             sql.NullInt64
+		rec    auth.ServiceTokenRecord
+		envIDs string
+		sr     scopeRow
 	)
+	// A service token has no memberships, overrides or identity provider: those columns of
+	// scopeRow are NULL here.
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT st.id, st.tenant_id, st.project_id, st.name, st.token_hash, st.display_prefix,
 		st.environment_ids, st.access, st.created_at, st.expires_at, st.last_used_at, st.revoked_at,
-		t.id, t.slug, t.name, t.created_at, t.updated_at,
-		p.id, p.slug, p.name, p.created_at, p.updated_at,
-		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, k.id, k.uses, k.created_at, e.revision
+		t.id, t.slug, t.name, t.created_at, t.updated_at, NULL,
+		p.id, p.slug, p.name, p.created_at, p.updated_at, NULL,
+		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, NULL, k.id, k.uses, k.created_at, e.revision,
+		NULL, NULL
 		FROM service_tokens st
 		LEFT JOIN tenants t ON t.id = st.tenant_id AND t.slug = ?
 		LEFT JOIN projects p ON p.id = st.project_id AND p.tenant_id = t.id AND p.slug = ?
@@ -70,35 +65,14 @@ func (s *Store) ServiceTokenScope(ctx context.Context, hash, tenantSlug, project
 		return rec, tenant.Scope{}, notFound("token")
 	}
 	t := &rec.ServiceToken
-	if err := rows.Scan(&t.ID, &t.TenantID, &t.ProjectID, &t.Name, &rec.Hash, &t.DisplayPrefix, &envIDs, &t.Access,
-		&t.CreatedAt, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt,
-		&tID, &tSlug, &tName, &tCreated, &tUpdated,
-		&pID, &pSlug, &pName, &pCreated, &pUpdated,
-		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &kID, &kUses, &kCreated, &eRevision); err != nil {
+	dest := append([]any{&t.ID, &t.TenantID, &t.ProjectID, &t.Name, &rec.Hash, &t.DisplayPrefix, &envIDs, &t.Access,
+		&t.CreatedAt, &t.ExpiresAt, &t.LastUsedAt, &rec.RevokedAt}, sr.dest()...)
+	if err := rows.Scan(dest...); err != nil {
 		return auth.ServiceTokenRecord{}, tenant.Scope{}, dbErr(err)
 	}
 	t.EnvironmentIDs = strings.Fields(envIDs)
-	switch {
-	case !tID.Valid:
-		return rec, tenant.Scope{}, notFound("tenant")
-	case projectSlug != "" && !pID.Valid:
-		return rec, tenant.Scope{}, notFound("project")
-	case envSlug != "" && (!eID.Valid || !kID.Valid):
-		return rec, tenant.Scope{}, notFound("environment")
-	}
-	sc := tenant.Scope{Tenant: tenant.Tenant{ID: tID.String, Slug: tSlug.String, Name: tName.String, CreatedAt: tCreated.Time, UpdatedAt: tUpdated.Time}}
-	if projectSlug != "" {
-		sc.Project = &tenant.Project{ID: pID.String, TenantID: tID.String, Slug: pSlug.String, Name: pName.String, CreatedAt: pCreated.Time, UpdatedAt: pUpdated.Time}
-	}
-	if envSlug != "" {
-		sc.Environment = &tenant.Environment{
-			ID: eID.String, TenantID: tID.String, ProjectID: pID.String, Slug: eSlug.String, Name: eName.String, Protected: eProtected.Bool,
-			Key:       tenant.KeyInfo{ID: kID.String, Uses: kUses.Int64, CreatedAt: kCreated.Time},
-			Revision:  eRevision.Int64,
-			CreatedAt: eCreated.Time, UpdatedAt: eUpdated.Time,
-		}
-	}
-	return rec, sc, nil
+	sc, err := sr.scope(projectSlug, envSlug)
+	return rec, sc, err
 }
 
 // TouchServiceToken implements auth.Store.
@@ -160,26 +134,17 @@ func (s *Store) ListServiceTokens(ctx context.Context, projectID string) ([]auth
 		Order("created_at DESC, id DESC").Limit(1000).Find(&rows).Error; err != nil {
 		return nil, dbErr(err)
 	}
-	var envs []struct{ ID, Slug string }
-	if err := s.db.WithContext(ctx).Raw(`SELECT id, slug FROM environments WHERE project_id = ?`, projectID).Scan(&envs).Error; err != nil {
-		return nil, dbErr(err)
-	}
-	slugOf := make(map[string]string, len(envs))
-	for _, e := range envs {
-		slugOf[e.ID] = e.Slug
+	slugOf, err := s.environmentSlugs(ctx, "project_id", projectID)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]auth.ServiceToken, len(rows))
 	for i, r := range rows {
 		t := auth.ServiceToken{ID: r.ID, TenantID: r.TenantID, ProjectID: r.ProjectID, Name: r.Name, DisplayPrefix: r.DisplayPrefix,
 			EnvironmentIDs: strings.Fields(r.EnvironmentIDs), Access: r.Access, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
-			LastUsedAt: r.LastUsedAt, Environments: []string{}}
+			LastUsedAt: r.LastUsedAt, Environments: slugsOf(strings.Fields(r.EnvironmentIDs), slugOf)}
 		if r.CreatedBy != nil {
 			t.CreatedBy = *r.CreatedBy
-		}
-		for _, id := range t.EnvironmentIDs {
-			if slug, ok := slugOf[id]; ok {
-				t.Environments = append(t.Environments, slug)
-			}
 		}
 		out[i] = t
 	}
@@ -229,7 +194,7 @@ func (s *Store) TenantTokens(ctx context.Context, tenantID string, now time.Time
 	if err := db.Raw(tenantPersonalTokens+` AND (t.expires_at IS NULL OR t.expires_at > ?) ORDER BY t.created_at DESC, t.id DESC LIMIT 1000`, tenantID, now).Scan(&pat).Error; err != nil {
 		return nil, dbErr(err)
 	}
-	slugs, err := s.environmentSlugs(ctx, tenantID)
+	slugs, err := s.environmentSlugs(ctx, "tenant_id", tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +216,7 @@ func (s *Store) TenantToken(ctx context.Context, tenantID, id string) (auth.Tena
 		return auth.TenantToken{}, dbErr(err)
 	}
 	if len(rows) == 1 {
-		slugs, err := s.environmentSlugs(ctx, tenantID)
+		slugs, err := s.environmentSlugs(ctx, "tenant_id", tenantID)
 		if err != nil {
 			return auth.TenantToken{}, err
 		}
@@ -266,10 +231,11 @@ func (s *Store) TenantToken(ctx context.Context, tenantID, id string) (auth.Tena
 	return auth.TenantToken{}, notFound("token")
 }
 
-// environmentSlugs maps the tenant's environment ids to their slugs.
-func (s *Store) environmentSlugs(ctx context.Context, tenantID string) (map[string]string, error) {
+// environmentSlugs maps the ids of a tenant's or a project's environments (by, "tenant_id" or
+// "project_id") to their slugs.
+func (s *Store) environmentSlugs(ctx context.Context, by, id string) (map[string]string, error) {
 	var envs []struct{ ID, Slug string }
-	if err := s.db.WithContext(ctx).Raw(`SELECT id, slug FROM environments WHERE tenant_id = ?`, tenantID).Scan(&envs).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(`SELECT id, slug FROM environments WHERE `+by+` = ?`, id).Scan(&envs).Error; err != nil {
 		return nil, dbErr(err)
 	}
 	m := make(map[string]string, len(envs))
@@ -282,12 +248,7 @@ func (s *Store) environmentSlugs(ctx context.Context, tenantID string) (map[stri
 func (r tenantTokenRow) serviceToken(slugs map[string]string) auth.TenantToken {
 	t := auth.TenantToken{Kind: auth.KindServiceToken, ID: r.ID, Name: r.Name, DisplayPrefix: r.DisplayPrefix,
 		ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, CreatedAt: r.CreatedAt, ProjectSlug: r.ProjectSlug,
-		Access: r.Access, Environments: []string{}}
-	for _, id := range strings.Fields(r.EnvironmentIDs) {
-		if slug, ok := slugs[id]; ok {
-			t.Environments = append(t.Environments, slug)
-		}
-	}
+		Access: r.Access, Environments: slugsOf(strings.Fields(r.EnvironmentIDs), slugs)}
 	return t
 }
 
@@ -295,4 +256,16 @@ func (r tenantTokenRow) personalToken() auth.TenantToken {
 	return auth.TenantToken{Kind: auth.KindPersonalToken, ID: r.ID, Name: r.Name, DisplayPrefix: r.DisplayPrefix,
 		ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, CreatedAt: r.CreatedAt,
 		UserID: r.UserID, UserEmail: r.Email, UserRole: tenant.Role(r.Role)}
+}
+
+// slugsOf names the environments a token reaches by slug, leaving out ids of environments
+// deleted since.
+func slugsOf(ids []string, slugOf map[string]string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if slug, ok := slugOf[id]; ok {
+			out = append(out, slug)
+		}
+	}
+	return out
 }

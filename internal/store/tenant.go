@@ -162,23 +162,8 @@ func (s *Store) SessionScope(ctx context.Context, hash, tenantSlug, projectSlug,
 // invisible because not a member) tenant, project or environment is ENOTFOUND with the
 // credential scanned.
 func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSlug, projectSlug, envSlug string, dest ...any) (tenant.Scope, error) {
-	var (
-		tID, tSlug, tName, tRole        sql.NullString
-		tCreated, tUpdated              sql.NullTime
-		pID, pSlug, pName, pRole        sql.NullString
-		pCreated, pUpdated              sql.NullTime
-		eID, eSlug, eName, eAccess, kID sql.NullString
-		eProtected                      sql.NullBool
-		eCreated, eUpdated, kCreated    sql.NullTime
-		kUses, eRevision                sql.NullInt64
-		idpID                           sql.NullString
-		idpRequired                     sql.NullBool
-	)
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+cols+`, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at,
-		t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
-		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
-		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision,
-		ti.id, ti.required
+		`+scopeCols+`
 		FROM `+table+` tok
 		JOIN users u ON u.id = tok.user_id
 		LEFT JOIN tenant_members m ON m.user_id = tok.user_id AND m.tenant_id = (SELECT id FROM tenants WHERE slug = ?)
@@ -200,41 +185,73 @@ func (s *Store) credentialScope(ctx context.Context, cols, table, hash, tenantSl
 		}
 		return tenant.Scope{}, notFound("credential")
 	}
-	dest = append(dest, &tID, &tSlug, &tName, &tCreated, &tUpdated, &tRole,
-		&pID, &pSlug, &pName, &pCreated, &pUpdated, &pRole,
-		&eID, &eSlug, &eName, &eProtected, &eCreated, &eUpdated, &eAccess, &kID, &kUses, &kCreated, &eRevision,
-		&idpID, &idpRequired)
-	if err := rows.Scan(dest...); err != nil {
+	var sr scopeRow
+	if err := rows.Scan(append(dest, sr.dest()...)...); err != nil {
 		return tenant.Scope{}, dbErr(err)
 	}
+	return sr.scope(projectSlug, envSlug)
+}
+
+// scopeCols are the columns a scopeRow scans, in its order: tenant t with the caller's
+// membership m, project p with pm, environment e with its key k and the caller's override ea,
+// and the tenant's identity provider ti. A query without memberships selects NULL for them.
+const scopeCols = `t.id, t.slug, t.name, t.created_at, t.updated_at, m.role,
+		p.id, p.slug, p.name, p.created_at, p.updated_at, pm.role,
+		e.id, e.slug, e.name, e.protected, e.created_at, e.updated_at, ea.access, k.id, k.uses, k.created_at, e.revision,
+		ti.id, ti.required`
+
+// scopeRow is the scope part of a credential-and-scope row; every column may be NULL (LEFT
+// JOINs), which is how a missing or invisible tenant, project or environment shows.
+type scopeRow struct {
+	tID, tSlug, tName, tRole        sql.NullString
+	tCreated, tUpdated              sql.NullTime
+	pID, pSlug, pName, pRole        sql.NullString
+	pCreated, pUpdated              sql.NullTime
+	eID, eSlug, eName, eAccess, kID sql.NullString
+	eProtected                      sql.NullBool
+	eCreated, eUpdated, kCreated    sql.NullTime
+	kUses, eRevision                sql.NullInt64
+	idpID                           sql.NullString
+	idpRequired                     sql.NullBool
+}
+
+func (r *scopeRow) dest() []any {
+	return []any{&r.tID, &r.tSlug, &r.tName, &r.tCreated, &r.tUpdated, &r.tRole,
+		&r.pID, &r.pSlug, &r.pName, &r.pCreated, &r.pUpdated, &r.pRole,
+		&r.eID, &r.eSlug, &r.eName, &r.eProtected, &r.eCreated, &r.eUpdated, &r.eAccess, &r.kID, &r.kUses, &r.kCreated, &r.eRevision,
+		&r.idpID, &r.idpRequired}
+}
+
+// scope builds the scope the slugs named; a level the row lacks is ENOTFOUND naming it.
+func (r *scopeRow) scope(projectSlug, envSlug string) (tenant.Scope, error) {
 	switch {
-	case !tID.Valid:
+	case !r.tID.Valid:
 		return tenant.Scope{}, notFound("tenant")
-	case projectSlug != "" && !pID.Valid:
+	case projectSlug != "" && !r.pID.Valid:
 		return tenant.Scope{}, notFound("project")
-	case envSlug != "" && (!eID.Valid || !kID.Valid):
+	case envSlug != "" && (!r.eID.Valid || !r.kID.Valid):
 		return tenant.Scope{}, notFound("environment")
 	}
 	sc := tenant.Scope{
-		Tenant: tenant.Tenant{ID: tID.String, Slug: tSlug.String, Name: tName.String, CreatedAt: tCreated.Time, UpdatedAt: tUpdated.Time},
-		Role:   tenant.Role(tRole.String),
-		IdPID:  idpID.String,
+		Tenant: tenant.Tenant{ID: r.tID.String, Slug: r.tSlug.String, Name: r.tName.String, CreatedAt: r.tCreated.Time, UpdatedAt: r.tUpdated.Time},
+		Role:   tenant.Role(r.tRole.String),
+		IdPID:  r.idpID.String,
 	}
-	if idpRequired.Bool {
-		sc.RequiredIdP = idpID.String
+	if r.idpRequired.Bool {
+		sc.RequiredIdP = r.idpID.String
 	}
 	if projectSlug != "" {
-		sc.Project = &tenant.Project{ID: pID.String, TenantID: tID.String, Slug: pSlug.String, Name: pName.String, CreatedAt: pCreated.Time, UpdatedAt: pUpdated.Time}
-		sc.ProjectRole = tenant.ProjectRole(pRole.String)
+		sc.Project = &tenant.Project{ID: r.pID.String, TenantID: r.tID.String, Slug: r.pSlug.String, Name: r.pName.String, CreatedAt: r.pCreated.Time, UpdatedAt: r.pUpdated.Time}
+		sc.ProjectRole = tenant.ProjectRole(r.pRole.String)
 	}
 	if envSlug != "" {
 		sc.Environment = &tenant.Environment{
-			ID: eID.String, TenantID: tID.String, ProjectID: pID.String, Slug: eSlug.String, Name: eName.String, Protected: eProtected.Bool,
-			Key:       tenant.KeyInfo{ID: kID.String, Uses: kUses.Int64, CreatedAt: kCreated.Time},
-			Revision:  eRevision.Int64,
-			CreatedAt: eCreated.Time, UpdatedAt: eUpdated.Time,
+			ID: r.eID.String, TenantID: r.tID.String, ProjectID: r.pID.String, Slug: r.eSlug.String, Name: r.eName.String, Protected: r.eProtected.Bool,
+			Key:       tenant.KeyInfo{ID: r.kID.String, Uses: r.kUses.Int64, CreatedAt: r.kCreated.Time},
+			Revision:  r.eRevision.Int64,
+			CreatedAt: r.eCreated.Time, UpdatedAt: r.eUpdated.Time,
 		}
-		sc.Override = tenant.Access(eAccess.String)
+		sc.Override = tenant.Access(r.eAccess.String)
 	}
 	return sc, nil
 }

@@ -123,26 +123,7 @@ func (s *Store) IdPByID(ctx context.Context, id string) (auth.IdP, []byte, error
 // MemberByIdentity implements auth.IdPStore: the identity, its user and the membership in one
 // query, so a user removed from the tenant is refused like an unlinked identity.
 func (s *Store) MemberByIdentity(ctx context.Context, issuer, subject, tenantID string) (auth.User, error) {
-	var rows []struct {
-		ID            string
-		Email         string
-		Name          string
-		InstanceAdmin bool
-		CreatedAt     time.Time
-		DisabledAt    *time.Time
-	}
-	err := s.db.WithContext(ctx).Raw(`SELECT u.id, u.email, u.name, u.instance_admin, u.created_at, u.disabled_at
-		FROM user_identities i JOIN users u ON u.id = i.user_id
-		JOIN tenant_members m ON m.user_id = u.id AND m.tenant_id = ?
-		WHERE i.issuer = ? AND i.subject = ?`, tenantID, issuer, subject).Scan(&rows).Error
-	if err != nil {
-		return auth.User{}, dbErr(err)
-	}
-	if len(rows) == 0 {
-		return auth.User{}, notFound("identity")
-	}
-	r := rows[0]
-	return auth.User{ID: r.ID, Email: r.Email, Name: r.Name, InstanceAdmin: r.InstanceAdmin, CreatedAt: r.CreatedAt, DisabledAt: r.DisabledAt}, nil
+	return s.identityUser(ctx, `JOIN tenant_members m ON m.user_id = u.id AND m.tenant_id = ?`, tenantID, issuer, subject)
 }
 
 // LinkIdentity implements auth.IdPStore. The membership row is locked, so a member removed at
