@@ -1,9 +1,14 @@
 package coffer
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Event tells subscribers that something changed. It carries identifiers and names only,
-// never values, and is published only after the change has committed.
+// never values. A service attaches it to the audit entry of the change; the audit writer
+// stores it in the events table in the same transaction, numbered with the entry's chain
+// sequence, and the publisher announces it only after the change has committed.
 type Event struct {
 	Type          string // the audit action, e.g. "secret.write"
 	TenantID      string
@@ -11,15 +16,24 @@ type Event struct {
 	EnvironmentID string
 	Name          string // secret name, when the event is about a secret
 	Version       int
+
+	// Set by the writer.
+	ID         int64 // per tenant, increasing; the audit chain sequence of the change
+	OccurredAt time.Time
+	ActorType  string
+	ActorID    string
+	TargetType string
+	TargetID   string
 }
 
-// Publisher receives committed events. Implementations must not block the caller: the live
-// event stream (a later issue) drops slow subscribers instead of waiting for them.
+// Publisher is told that events have committed. Implementations must not block the caller:
+// the live event stream reads the events from the table and drops slow subscribers instead
+// of waiting for them.
 type Publisher interface {
 	Publish(ctx context.Context, events ...Event)
 }
 
-// NopPublisher discards events; it is the publisher until the event stream exists.
+// NopPublisher discards announcements.
 type NopPublisher struct{}
 
 // Publish implements Publisher.

@@ -27,6 +27,8 @@ require (
 	gorm.io/gorm v1.31.2
 )
 
+require github.com/gorilla/websocket v1.5.3
+
 require (
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/configsources v1.5.12 // indirect

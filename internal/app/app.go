@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,17 +12,20 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/crypto"
+	"github.com/cofferhq/coffer/internal/events"
 	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/secrets"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/tenant"
+	"github.com/cofferhq/coffer/internal/webhook"
 	"github.com/cofferhq/coffer/web"
 )
 
@@ -47,6 +51,10 @@ type App struct {
 	Auth *auth.Service
 	// Checkpoints signs the audit chains' checkpoints (in the background, and on demand).
 	Checkpoints *audit.Checkpointer
+	// Webhooks delivers events to projects' webhooks; Notify it when events commit.
+	Webhooks *webhook.Dispatcher
+	// Events fans committed events out to the live stream and wakes the webhooks.
+	Events *events.Hub
 }
 
 // Options are test and benchmark hooks; production leaves them zero.
@@ -63,6 +71,15 @@ type Options struct {
 	// DisableKeyCache makes every data-key lookup unwrap, each on its own (benchmarks and
 	// tests that must see every unwrap).
 	DisableKeyCache bool
+	// Webhooks: WebhookRootCAs are the roots receivers' certificates must chain to (nil:
+	// the system's); WebhookResolve replaces DNS for receivers' names (tests of rebinding);
+	// WebhookDispatch overrides the dispatcher's timings (fast retries in tests).
+	// EventQueue is each stream subscriber's buffer (0: the hub's default); tests of slow
+	// subscribers make it small.
+	EventQueue      int
+	WebhookRootCAs  *x509.CertPool
+	WebhookResolve  webhook.Resolver
+	WebhookDispatch webhook.Options
 }
 
 // New builds the whole program from cfg and binds its listener. Stdout receives the setup
@@ -122,7 +139,15 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 		return err
 	}
 	a.batcher = audit.NewBatcher(a.Store, 512, opts.AuditFlushDeadline)
-	pub := coffer.NopPublisher{}
+	// Events: the store announces each commit that wrote events; services' Publish calls
+	// wake the hub too. On Postgres, Serve also listens for other replicas' commits.
+	a.Events = events.NewHub(a.Store, a.log, events.Options{Queue: opts.EventQueue})
+	a.Store.OnEvents(func(tenants []string) {
+		for _, t := range tenants {
+			a.Events.Notify(t)
+		}
+	})
+	pub := a.Events
 	authSvc := auth.NewService(a.Store, store.NewID)
 	authSvc.SetSessionPolicy(auth.SessionPolicy{Idle: a.cfg.SessionIdle, Absolute: a.cfg.SessionMaxAge})
 	a.Auth = authSvc
@@ -170,8 +195,26 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	if a.cfg.LocalLogin {
 		deps.Local = auth.NewLocal(a.Store, a.Fields, store.NewID)
 	}
+	// Webhooks: one guard checks receivers' addresses at registration and at every connection.
+	guard := webhook.NewGuard(a.cfg.WebhookAllowPrivate, opts.WebhookResolve)
+	whOpts := opts.WebhookDispatch
+	whOpts.RootCAs = opts.WebhookRootCAs
+	a.Webhooks = webhook.NewDispatcher(a.Store, a.Fields, guard, a.log, whOpts)
+	deps.Webhooks = webhook.NewService(a.Store, a.Fields, guard, a.Webhooks, store.NewID)
+	deps.Events = a.Events
+	a.Events.Watch(func(tenantID string) {
+		if tenantID != "*" { // after a reconnect; the dispatcher's own poll covers it
+			a.Webhooks.Notify(tenantID)
+		}
+	})
 	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy, TrustedProxies: a.cfg.TrustedProxies,
-		LocalLogin: a.cfg.LocalLogin, Dev: a.cfg.Dev}, deps)
+		LocalLogin: a.cfg.LocalLogin, Dev: a.cfg.Dev, AllowedOrigins: a.cfg.AllowedOrigins}, deps)
+	if a.metrics != nil {
+		a.metrics.RegisterEvents(func() (int64, int64, int64) {
+			st := a.Events.Stats()
+			return handler.StreamConnections(), st.Delivered, st.Dropped
+		})
+	}
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -314,6 +357,27 @@ func (a *App) Serve(ctx context.Context) error {
 		defer close(verifierDone)
 		a.Checkpoints.RunVerifier(bg, a.cfg.AuditVerifyInterval, a.log)
 	}()
+	webhooksDone := make(chan struct{}) // Webhooks.
+	go func() {
+		defer close(webhooksDone)
+		a.Webhooks.Run(bg)
+	}()
+	// The event hub stops first at shutdown, so that streams (which http.Server.Shutdown
+	// does not end: WebSockets are hijacked, SSE never finishes) close with 1001 at once.
+	hubCtx, stopHub := context.WithCancel(bg)
+	a.server.RegisterOnShutdown(stopHub)
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.Events.Run(hubCtx) })
+		if a.Store.Dialect() == store.Postgres {
+			l := &events.Listener{URL: a.cfg.DatabaseURL, Hub: a.Events, Log: a.log}
+			wg.Go(func() { l.Run(hubCtx) })
+		}
+		wg.Go(func() { a.pruneEvents(hubCtx) })
+		wg.Wait()
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	var err error
@@ -326,10 +390,13 @@ func (a *App) Serve(ctx context.Context) error {
 		<-errc
 	}
 	// A key job stops between batches (its checkpoint is committed) and resumes on next start.
+	stopHub()
+	<-eventsDone
 	stopBG()
 	<-jobsDone
 	<-checkpointsDone
 	<-verifierDone
+	<-webhooksDone
 	if metricsSrv != nil {
 		_ = metricsSrv.Wait()
 	}
@@ -342,6 +409,26 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	a.log.Info("coffer stopped")
 	return err
+}
+
+// pruneEvents applies the events table's retention every hour (and at start).
+func (a *App) pruneEvents(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.Store.PruneEvents(ctx, a.cfg.EventRetention, a.cfg.EventMaxRows); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("events: retention failed; retrying in an hour", "err", err)
+			}
+		} else if n > 0 {
+			a.log.Info("events: retention removed old events", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // TuneRuntime sets the garbage collector for a server whose live heap is small but whose

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,6 +63,14 @@ type Config struct {
 	AuditCheckpointInterval time.Duration
 	// AuditVerifyInterval is how often every chain is verified in the background.
 	AuditVerifyInterval time.Duration
+	// WebhookAllowPrivate lets webhooks reach loopback, private and other non-public
+	// addresses (off: refused at registration and at every connection).
+	WebhookAllowPrivate bool
+	// AllowedOrigins are origins besides the base URL's whose pages may open the event
+	// stream; EventRetention and EventMaxRows bound the events table per tenant.
+	AllowedOrigins []string
+	EventRetention time.Duration
+	EventMaxRows   int64
 }
 
 // Setting documents one configuration entry; README's table lists the same.
@@ -132,6 +141,11 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	str(&c.AuditSink, "audit-sink", "COFFER_AUDIT_SINK", "", "directory that keeps a copy of every signed audit checkpoint, out of the database's reach (none when empty)")
 	str(&checkpointInterval, "audit-checkpoint-interval", "COFFER_AUDIT_CHECKPOINT_INTERVAL", "1m", "how often audit chains that grew get a signed checkpoint")
 	str(&verifyInterval, "audit-verify-interval", "COFFER_AUDIT_VERIFY_INTERVAL", "1h", "how often every audit chain is verified in the background (failures: error log and metric)")
+	boolean(&c.WebhookAllowPrivate, "webhook-allow-private", "COFFER_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach loopback, private and link-local addresses (refused by default)")
+	var allowedOrigins, eventRetention, eventMaxRows string
+	str(&allowedOrigins, "allowed-origins", "COFFER_ALLOWED_ORIGINS", "", "comma-separated origins (https://host[:port]) besides the base URL's whose pages may open the event stream")
+	str(&eventRetention, "event-retention", "COFFER_EVENT_RETENTION", "168h", "how long events are kept for streams to resume from")
+	str(&eventMaxRows, "event-max-rows", "COFFER_EVENT_MAX_ROWS", "1000000", "events kept per tenant at most (the oldest go first)")
 	str(&c.BootstrapEmail, "bootstrap-email", "COFFER_BOOTSTRAP_EMAIL", "admin@localhost", "e-mail of the first owner created by COFFER_BOOTSTRAP_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -163,6 +177,20 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.AuditVerifyInterval, err = time.ParseDuration(verifyInterval); err != nil || c.AuditVerifyInterval < time.Second || c.AuditVerifyInterval > 7*24*time.Hour {
 		return Config{}, fmt.Errorf("COFFER_AUDIT_VERIFY_INTERVAL must be a duration from 1s to 168h, such as 1h")
+	}
+	if c.EventRetention, err = time.ParseDuration(eventRetention); err != nil || c.EventRetention < time.Minute {
+		return Config{}, fmt.Errorf("COFFER_EVENT_RETENTION must be a duration of at least 1m, such as 168h")
+	}
+	if c.EventMaxRows, err = strconv.ParseInt(eventMaxRows, 10, 64); err != nil || c.EventMaxRows < 1000 {
+		return Config{}, fmt.Errorf("COFFER_EVENT_MAX_ROWS must be an integer of at least 1000")
+	}
+	c.AllowedOrigins = splitList(allowedOrigins)
+	for i, o := range c.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return Config{}, fmt.Errorf("COFFER_ALLOWED_ORIGINS entry %q is not an origin such as https://app.example.com", o)
+		}
+		c.AllowedOrigins[i] = u.Scheme + "://" + u.Host
 	}
 	c.KMSPreviousKeyIDs = splitList(kmsPrevious)
 	c.TrustedProxies = splitList(trustedProxies)

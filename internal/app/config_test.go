@@ -58,6 +58,8 @@ func TestConfigDefaults(t *testing.T) {
 
 		AuditCheckpointInterval: time.Minute,
 		AuditVerifyInterval:     time.Hour,
+		EventRetention:          7 * 24 * time.Hour,
+		EventMaxRows:            1000000,
 	}
 	cfgSamePath(t, "MasterKeyFile", c.MasterKeyFile, "./coffer-data/master.key")
 	// An empty BaseURL means "http://" plus the address actually bound, which for the
@@ -100,6 +102,9 @@ func TestConfigEnvOverrides(t *testing.T) {
 
 		"COFFER_AUDIT_SINK":                "/var/lib/coffer-audit",
 		"COFFER_AUDIT_CHECKPOINT_INTERVAL": "5m",
+		"COFFER_ALLOWED_ORIGINS":           "https://app.example.com, http://localhost:3000/",
+		"COFFER_EVENT_RETENTION":           "24h",
+		"COFFER_EVENT_MAX_ROWS":            "5000",
 	}
 	want := app.Config{
 		Listen:             "127.0.0.1:9090",
@@ -130,6 +135,9 @@ func TestConfigEnvOverrides(t *testing.T) {
 		AuditSink:               "/var/lib/coffer-audit",
 		AuditCheckpointInterval: 5 * time.Minute,
 		AuditVerifyInterval:     time.Hour,
+		AllowedOrigins:          []string{"https://app.example.com", "http://localhost:3000"},
+		EventRetention:          24 * time.Hour,
+		EventMaxRows:            5000,
 	}
 	if got := cfgMustParse(t, nil, env); !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)
@@ -206,6 +214,10 @@ func TestConfigRejects(t *testing.T) {
 		{"tls proxy not a bool", nil, map[string]string{"COFFER_TLS_PROXY": "yes"}, "COFFER_TLS_PROXY"},
 		{"dev flag not a bool", []string{"-dev=sometimes"}, nil, "dev"},
 		{"bad log level", nil, map[string]string{"COFFER_LOG_LEVEL": "verbose"}, "log level"},
+		{"origin with a path", nil, map[string]string{"COFFER_ALLOWED_ORIGINS": "https://app.example.com/page"}, "COFFER_ALLOWED_ORIGINS"},
+		{"origin without a scheme", nil, map[string]string{"COFFER_ALLOWED_ORIGINS": "app.example.com"}, "COFFER_ALLOWED_ORIGINS"},
+		{"event retention too short", nil, map[string]string{"COFFER_EVENT_RETENTION": "10s"}, "COFFER_EVENT_RETENTION"},
+		{"event rows not a number", nil, map[string]string{"COFFER_EVENT_MAX_ROWS": "many"}, "COFFER_EVENT_MAX_ROWS"},
 		{"bad log level flag", []string{"-log-level", "trace"}, nil, "log level"},
 		{"bad log format", nil, map[string]string{"COFFER_LOG_FORMAT": "xml"}, "log format"},
 		{"bad log format flag", []string{"-log-format", "logfmt"}, nil, "log format"},

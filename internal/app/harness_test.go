@@ -48,9 +48,9 @@ type queryLog struct {
 }
 
 func (q *queryLog) hook(s string) {
-	// The key-job runner polls in the background on its own schedule; its statements are
-	// not part of any request being counted.
-	if !q.on.Load() || strings.Contains(s, "key_jobs") {
+	// The key-job runner, the webhook dispatcher and the event hub poll in the background
+	// on their own schedules; their statements are not part of any request being counted.
+	if !q.on.Load() || strings.Contains(s, "key_jobs") || strings.Contains(s, "webhook") || strings.Contains(s, "FROM events") {
 		return
 	}
 	q.mu.Lock()
@@ -81,6 +81,8 @@ type server struct {
 	client  *http.Client
 	app     *app.App
 	role    string // the database role it connects as, when not the administrator
+	// stop shuts the server down and waits for it (also done at the test's end).
+	stop func()
 }
 
 func newToken(t *testing.T) string {
@@ -137,12 +139,13 @@ func startWith(t *testing.T, dialect, dbURL, dir string, env map[string]string, 
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() {
+	s.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	t.Cleanup(s.stop)
 	s.base = "http://" + a.Addr()
 	s.app = a
 	return s

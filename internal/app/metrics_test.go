@@ -18,6 +18,10 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 		s.must(http.StatusOK, "GET", envPath+"development/secrets/METRIC_CANARY", s.owner, nil)
 	}
 	s.rotateAndWait(s.owner, "default", "web", "development")
+	// One open event stream that has received one event.
+	stream := s.subscribe(s.owner, map[string]any{"tenant": "default", "project": "web"})
+	s.must(http.StatusOK, "PUT", envPath+"development/secrets/METRIC_CANARY", s.owner, map[string]string{"value": "w"})
+	nextSecretEvent(t, stream)
 
 	if r := s.call("GET", "/metrics", "", nil); r.status != http.StatusNotFound {
 		t.Fatalf("GET /metrics on the API listener = %d, want 404", r.status)
@@ -38,6 +42,9 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 		`coffer_key_cache_hits_total`,
 		`coffer_key_cache_misses_total`,
 		`coffer_key_rotation_items_done{kind="reseal"} 1`,
+		"coffer_event_stream_connections 1\n",
+		"coffer_event_stream_events_total ",
+		"coffer_event_stream_dropped_total 0\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/cofferhq/coffer"
 )
 
 // Actions. They are stable identifiers stored in the log.
@@ -53,6 +55,9 @@ const (
 	ActionUserLink            = "user.identity.link" // a user linked to an account at an OpenID provider
 	ActionTenantIdPSet        = "tenant.idp.set"     // a tenant's own OpenID provider created or replaced
 	ActionTenantIdPDelete     = "tenant.idp.delete"
+	// Webhooks.
+	ActionWebhookCreate = "webhook.create"
+	ActionWebhookDelete = "webhook.delete"
 
 	// Local accounts. Entries never hold passwords, codes or seeds.
 	ActionPasswordSet        = "user.password.set"
@@ -97,6 +102,9 @@ type Entry struct {
 	Outcome string
 	// Receipt, when set, is told the entry's sequence and hash once written (read receipts).
 	Receipt *ReceiptSlot
+	// Event, when set, is the change as the event stream announces it; the writer stores it
+	// in the same transaction (see store's events.go). It is not part of the hashed entry.
+	Event *coffer.Event
 }
 
 // New builds an entry stamped with the current time.

@@ -12,14 +12,17 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/events"
 	"github.com/cofferhq/coffer/internal/secrets"
 	"github.com/cofferhq/coffer/internal/tenant"
+	"github.com/cofferhq/coffer/internal/webhook"
 )
 
 // Config holds the HTTP settings.
@@ -39,6 +42,9 @@ type Config struct {
 	LocalLogin bool
 	// Dev is development mode: tenants' providers may then be on private addresses.
 	Dev bool
+	// AllowedOrigins are origins besides the base URL's whose pages may open the event
+	// stream (scheme://host[:port]).
+	AllowedOrigins []string
 }
 
 // Auditor appends audit entries durably (the group-commit batcher).
@@ -83,6 +89,8 @@ type Server struct {
 	idps       *auth.IdPs
 	tenantIdPs *tenantProviders
 	idpStarts  *attemptLimiter
+	// webhooks manages projects' webhooks.
+	webhooks *webhook.Service
 	// secureCookies says the base URL is HTTPS: cookies get Secure and the __Host- prefix.
 	secureCookies bool
 	// bodyLimits are the routes ("METHOD /path/:param") that take more than MaxBodyBytes.
@@ -90,6 +98,11 @@ type Server struct {
 	// cop refuses cross-origin state-changing browser requests.
 	cop    *http.CrossOriginProtection
 	engine *gin.Engine
+	// hub feeds the event stream (nil: the stream answers 503); hubStopped closes with it.
+	hub        *events.Hub
+	hubStopped <-chan struct{}
+	// streamConns counts open stream connections, for /metrics.
+	streamConns atomic.Int64
 }
 
 // Deps are the services the server calls.
@@ -122,6 +135,10 @@ type Deps struct {
 	// providers. Both are needed for tenants' providers.
 	Logins *auth.OIDC
 	IdPs   *auth.IdPs
+	// Webhooks manages projects' webhooks.
+	Webhooks *webhook.Service
+	// Events feeds the live event stream.
+	Events *events.Hub
 }
 
 // New builds the server and its route table.
@@ -145,7 +162,11 @@ func New(cfg Config, d Deps) *Server {
 		}
 	}
 	s.oidc = newOIDCLogin(cfg.BaseURL, d.OIDC)
+	if d.Events != nil {
+		s.hub, s.hubStopped = d.Events, d.Events.Stopped()
+	}
 	s.logins, s.idps = d.Logins, d.IdPs
+	s.webhooks = d.Webhooks // Webhooks.
 	if s.logins == nil && d.OIDC != nil {
 		s.logins = d.OIDC.Service
 	}
@@ -213,6 +234,7 @@ func (s *Server) routes() *gin.Engine {
 	r.StaticFS("/static", http.FS(s.static))
 	r.GET("/api/v1/openapi.json", s.openapi)
 	r.GET("/api/v1/audit/public-key", s.auditPublicKey)
+	r.GET("/api/v1/events", s.events) // authenticates before any upgrade (events.go)
 
 	// Any authenticated user.
 	v1 := r.Group("/api/v1", s.authenticate)
@@ -272,6 +294,11 @@ func (s *Server) routes() *gin.Engine {
 	p.DELETE("/service-tokens/:id", s.revokeServiceToken)
 	p.GET("/environments", s.listEnvironments)
 	p.POST("/environments", s.createEnvironment)
+	// Webhooks.
+	p.GET("/webhooks", s.listWebhooks)
+	p.POST("/webhooks", s.createWebhook)
+	p.DELETE("/webhooks/:id", s.deleteWebhook)
+	p.GET("/webhooks/:id/deliveries", s.listDeliveries)
 
 	e := p.Group("/environments/:env")
 	envRoute := e.BasePath()

@@ -179,6 +179,25 @@ func (m *Metrics) RegisterAuditFailing(failing func() int) {
 	}, func() float64 { return float64(failing()) }))
 }
 
+// RegisterEvents exposes the event stream: open connections, and events queued for and
+// subscribers dropped (for not keeping up) since start, read at each scrape.
+func (m *Metrics) RegisterEvents(stats func() (connections, delivered, dropped int64)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "coffer_event_stream_connections",
+			Help: "Open event stream connections (WebSocket and SSE).",
+		}, func() float64 { c, _, _ := stats(); return float64(c) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "coffer_event_stream_events_total",
+			Help: "Events queued for stream subscribers (before each subscriber's permission check).",
+		}, func() float64 { _, d, _ := stats(); return float64(d) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "coffer_event_stream_dropped_total",
+			Help: "Stream subscribers closed because they did not read their events fast enough.",
+		}, func() float64 { _, _, d := stats(); return float64(d) }),
+	)
+}
+
 // RotationStarted records that a rotation job of this kind began.
 func (m *Metrics) RotationStarted(kind string) {
 	m.rotationRunning.WithLabelValues(rotationKind(kind)).Inc()

@@ -284,13 +284,16 @@ func (s *Service) Destroy(ctx context.Context, actor audit.Actor, sc tenant.Scop
 	if vs[0] < 1 {
 		return nil, coffer.Errorf(coffer.EINVALID, "versions are positive integers")
 	}
+	ev := coffer.Event{Type: audit.ActionSecretDestroy, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID, EnvironmentID: sc.Environment.ID, Name: name}
 	destroyed, err := s.store.Destroy(ctx, sc.Tenant.ID, sc.Environment.ID, name, vs, actor.ID, time.Now().UTC(), func(d []int) audit.Entry {
-		return actor.New(audit.ActionSecretDestroy, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"versions": d})
+		e := actor.New(audit.ActionSecretDestroy, sc.Tenant.ID, "secret", name, sc.Path()+"/"+name, map[string]any{"versions": d})
+		e.Event = &ev
+		return e
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: audit.ActionSecretDestroy, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID, EnvironmentID: sc.Environment.ID, Name: name})
+	s.pub.Publish(ctx, ev)
 	return destroyed, nil
 }
 
@@ -469,6 +472,12 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 			return nil, err
 		}
 	}
+	// Each change's entry carries its event, stored with it.
+	withEvent := func(r Result) audit.Entry {
+		e := entry(r)
+		e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID, EnvironmentID: env.ID, Name: r.Name, Version: r.Version}
+		return e
+	}
 	w := Write{
 		TenantID:   sc.Tenant.ID,
 		EnvID:      env.ID,
@@ -489,7 +498,7 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 			}
 			return key.Seal([]byte(value), AAD(sc.Tenant.ID, sc.Project.ID, env.ID, name, version))
 		},
-		Audit: entry,
+		Audit: withEvent,
 	}
 	if puts > 0 && cur == nil {
 		if err := s.prepareRoll(ctx, sc, &w); err != nil {
@@ -509,7 +518,7 @@ func (s *Service) apply(ctx context.Context, actor audit.Actor, sc tenant.Scope,
 	}
 	events := make([]coffer.Event, len(results))
 	for i, r := range results {
-		events[i] = coffer.Event{Type: entry(r).Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID, EnvironmentID: env.ID, Name: r.Name, Version: r.Version}
+		events[i] = *withEvent(r).Event
 	}
 	s.pub.Publish(ctx, events...)
 	return results, nil

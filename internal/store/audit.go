@@ -165,6 +165,20 @@ func writeChained(tx *gorm.DB, entries []audit.Entry) error {
 	if err := insertAuditRows(tx, rows, moves, postgres); err != nil {
 		return err
 	}
+	var events []eventRow
+	for i := range entries {
+		if ev, ok := eventRowOf(&entries[i], *rows[i].Seq, rows[i].OccurredAt); ok {
+			events = append(events, ev)
+		}
+	}
+	if err := insertEvents(tx, events); err != nil {
+		return err
+	}
+	if c, ok := tx.Statement.Context.Value(committedKey{}).(*committed); ok {
+		for _, ev := range events {
+			c.add(ev.TenantID)
+		}
+	}
 	// Read receipts: only the writer knows each entry's place. Should the transaction then
 	// fail to commit, the request fails with it, and no response names the entry.
 	for i := range entries {
@@ -256,7 +270,7 @@ func (s *Store) AppendAudit(ctx context.Context, entries []audit.Entry) error {
 	// statement after the cached head (see headCache); otherwise, or when the head moved, the
 	// locking path, after which the head is cached for the next batch.
 	chain, single := oneChain(entries)
-	fast := single && s.dialect == Postgres
+	fast := single && s.dialect == Postgres && !hasEvents(entries)
 	if fast {
 		if done, err := s.appendFast(ctx, chain, entries); err != nil || done {
 			return err

@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/cofferhq/coffer"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/tenant"
 )
@@ -120,6 +121,7 @@ func (s *Store) AcceptInvitation(ctx context.Context, codeHash, userID, email st
 		out = tenant.Accepted{Membered: tenant.Membered{Tenant: t.domain(), Role: role}, AlreadyMember: current != ""}
 		e.TenantID, e.Target = inv.TenantID, t.Slug
 		e.Metadata = map[string]any{"invitation_id": inv.ID, "role": string(role), "already_member": current != ""}
+		e.Event = &coffer.Event{Type: e.Action, TenantID: inv.TenantID}
 		return appendAudit(tx, e)
 	})
 	return out, err

@@ -16,7 +16,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gosqlite "github.com/glebarez/go-sqlite"
@@ -43,6 +45,8 @@ type Store struct {
 	db      *gorm.DB
 	dialect string
 	heads   headCache // the audit chains' heads this process last saw
+	// onEvents announces committed events (see OnEvents).
+	onEvents atomic.Pointer[func(tenants []string)]
 }
 
 // Options configure Open.
@@ -211,8 +215,32 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // tx runs fn in a transaction and maps database errors to domain errors.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return dbErr(s.db.WithContext(ctx).Transaction(fn))
+	var c committed
+	err := dbErr(s.db.WithContext(context.WithValue(ctx, committedKey{}, &c)).Transaction(fn))
+	if err == nil && len(c.tenants) > 0 {
+		if hook := s.onEvents.Load(); hook != nil {
+			(*hook)(c.tenants)
+		}
+	}
+	return err
 }
+
+// committed collects, during a transaction, the tenants ("" for the instance) whose events it
+// wrote, to be announced once it has committed.
+type committed struct{ tenants []string }
+
+type committedKey struct{}
+
+func (c *committed) add(tenantID string) {
+	if !slices.Contains(c.tenants, tenantID) {
+		c.tenants = append(c.tenants, tenantID)
+	}
+}
+
+// OnEvents sets the function told, after each commit that wrote events, which tenants they
+// belong to: the in-process announcement of new events (Postgres also notifies every replica
+// through the events table's trigger). It must not block.
+func (s *Store) OnEvents(hook func(tenants []string)) { s.onEvents.Store(&hook) }
 
 // forUpdate locks selected rows where the dialect needs it; SQLite transactions already hold
 // the database's write lock from their start.

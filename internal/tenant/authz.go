@@ -26,6 +26,7 @@ const (
 	LowerProtection                      // unprotect or delete a protected environment
 	DestroySecrets                       // erase versions of secrets for good (project admins)
 	ViewAudit                            // read and verify the tenant's audit log
+	ManageWebhooks                       // a project's webhooks and their deliveries (project admins)
 )
 
 // Grant is what a credential is limited to whatever its holder's roles: the service token
@@ -66,6 +67,7 @@ var forbidden = map[Action]string{
 	LowerProtection:        "only tenant owners and admins unprotect or delete a protected environment",
 	DestroySecrets:         "only project admins who may write this environment destroy secret versions",
 	ViewAudit:              "only tenant owners and admins read the audit log",
+	ManageWebhooks:         "only project admins manage the project's webhooks",
 }
 
 // Authorize decides whether the caller of sc may do a. Scopes come from one query that
@@ -96,6 +98,8 @@ func Authorize(sc Scope, a Action) error {
 	case ViewProject:
 		ok = m.CanSeeProject()
 	case ManageProject, ManageTokens:
+		ok = m.CanManageProject()
+	case ManageWebhooks: // Webhooks.
 		ok = m.CanManageProject()
 	case DestroySecrets:
 		if sc.Level() == LevelNone {

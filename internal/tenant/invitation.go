@@ -104,10 +104,11 @@ func (s *Service) CreateInvitation(ctx context.Context, actor audit.Actor, sc Sc
 		CreatedBy: sc.UserID, CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
 	e := actor.New(ActionInvitationCreate, sc.Tenant.ID, "invitation", inv.ID, sc.Tenant.Slug,
 		map[string]any{"email": inv.Email, "role": string(role), "expires_at": inv.ExpiresAt.Format(time.RFC3339)})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID}
 	if err := s.store.CreateInvitation(ctx, inv, HashInvitationCode(code), e); err != nil {
 		return Invitation{}, "", err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return inv, code, nil
 }
 
@@ -125,10 +126,11 @@ func (s *Service) RevokeInvitation(ctx context.Context, actor audit.Actor, sc Sc
 		return err
 	}
 	e := actor.New(ActionInvitationRevoke, sc.Tenant.ID, "invitation", id, sc.Tenant.Slug, nil)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID}
 	if err := s.store.RevokeInvitation(ctx, sc.Tenant.ID, id, time.Now().UTC(), e); err != nil {
 		return err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return nil
 }
 

@@ -32,10 +32,11 @@ func (s *Service) CreateTenant(ctx context.Context, actor audit.Actor, slug, nam
 	now := time.Now().UTC()
 	t := Tenant{ID: s.newID(), Slug: slug, Name: name, CreatedAt: now, UpdatedAt: now}
 	e := actor.New(audit.ActionTenantCreate, t.ID, "tenant", t.ID, slug, map[string]any{"name": name})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: t.ID}
 	if err := s.store.CreateTenant(ctx, &t, actor.ID, e); err != nil {
 		return Tenant{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: t.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return t, nil
 }
 
@@ -56,10 +57,11 @@ func (s *Service) UpdateTenant(ctx context.Context, actor audit.Actor, sc Scope,
 	before := t.Name
 	t.Name, t.UpdatedAt = name, time.Now().UTC()
 	e := actor.New(audit.ActionTenantUpdate, t.ID, "tenant", t.ID, t.Slug, map[string]any{"name": map[string]string{"before": before, "after": name}})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: t.ID}
 	if err := s.store.UpdateTenant(ctx, &t, e); err != nil {
 		return Tenant{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: t.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return t, nil
 }
 
@@ -70,10 +72,11 @@ func (s *Service) DeleteTenant(ctx context.Context, actor audit.Actor, sc Scope)
 		return err
 	}
 	e := actor.New(audit.ActionTenantDelete, sc.Tenant.ID, "tenant", sc.Tenant.ID, sc.Tenant.Slug, nil)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID}
 	if err := s.store.DeleteTenant(ctx, sc.Tenant.ID, e); err != nil {
 		return err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return nil
 }
 
@@ -97,10 +100,11 @@ func (s *Service) RemoveMember(ctx context.Context, actor audit.Actor, sc Scope,
 		}
 	}
 	e := actor.New(audit.ActionTenantMemberRemove, sc.Tenant.ID, "user", userID, sc.Tenant.Slug, nil)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID}
 	if err := s.store.RemoveMember(ctx, sc.Tenant.ID, userID, sc.Role, e); err != nil {
 		return err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return nil
 }
 
@@ -126,10 +130,11 @@ func (s *Service) CreateProject(ctx context.Context, actor audit.Actor, sc Scope
 		envs = append(envs, ne)
 	}
 	e := actor.New(audit.ActionProjectCreate, sc.Tenant.ID, "project", p.ID, sc.Tenant.Slug+"/"+slug, map[string]any{"name": name})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: p.TenantID, ProjectID: p.ID}
 	if err := s.store.CreateProject(ctx, &p, envs, e); err != nil {
 		return Project{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: p.TenantID, ProjectID: p.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return p, nil
 }
 
@@ -163,10 +168,11 @@ func (s *Service) UpdateProject(ctx context.Context, actor audit.Actor, sc Scope
 	before := p.Name
 	p.Name, p.UpdatedAt = name, time.Now().UTC()
 	e := actor.New(audit.ActionProjectUpdate, p.TenantID, "project", p.ID, sc.Path(), map[string]any{"name": map[string]string{"before": before, "after": name}})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: p.TenantID, ProjectID: p.ID}
 	if err := s.store.UpdateProject(ctx, &p, e); err != nil {
 		return Project{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: p.TenantID, ProjectID: p.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return p, nil
 }
 
@@ -177,12 +183,13 @@ func (s *Service) DeleteProject(ctx context.Context, actor audit.Actor, sc Scope
 		return err
 	}
 	e := actor.New(audit.ActionProjectDelete, sc.Tenant.ID, "project", sc.Project.ID, sc.Path(), nil)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID}
 	envIDs, err := s.store.DeleteProject(ctx, sc.Tenant.ID, sc.Project.ID, e)
 	if err != nil {
 		return err
 	}
 	s.keys.Forget(envIDs...)
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return nil
 }
 
@@ -203,10 +210,11 @@ func (s *Service) CreateEnvironment(ctx context.Context, actor audit.Actor, sc S
 	}
 	env := ne.Environment
 	e := actor.New(audit.ActionEnvironmentCreate, env.TenantID, "environment", env.ID, sc.Path()+"/"+slug, map[string]any{"protected": protected})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID}
 	if err := s.store.CreateEnvironment(ctx, ne, e); err != nil {
 		return Environment{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return env, nil
 }
 
@@ -311,10 +319,11 @@ func (s *Service) UpdateEnvironment(ctx context.Context, actor audit.Actor, sc S
 	}
 	env.UpdatedAt = time.Now().UTC()
 	e := actor.New(audit.ActionEnvironmentUpdate, env.TenantID, "environment", env.ID, sc.Path(), meta)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID}
 	if err := s.store.UpdateEnvironment(ctx, &env, sc.Environment.Protected, e); err != nil {
 		return Environment{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return env, nil
 }
 
@@ -330,11 +339,12 @@ func (s *Service) DeleteEnvironment(ctx context.Context, actor audit.Actor, sc S
 		}
 	}
 	e := actor.New(audit.ActionEnvironmentDelete, env.TenantID, "environment", env.ID, sc.Path(), map[string]any{"protected": env.Protected})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID}
 	if err := s.store.DeleteEnvironment(ctx, env.TenantID, env.ID, env.Protected, e); err != nil {
 		return err
 	}
 	s.keys.Forget(env.ID)
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: env.TenantID, ProjectID: env.ProjectID, EnvironmentID: env.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return nil
 }
 
@@ -362,11 +372,12 @@ func (s *Service) PutProjectMember(ctx context.Context, actor audit.Actor, sc Sc
 		overrides[slug] = string(a)
 	}
 	e := actor.New(audit.ActionProjectMemberAdd, sc.Tenant.ID, "user", "", sc.Path(), map[string]any{"role": string(role), "environments": overrides})
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID}
 	m, err := s.store.PutProjectMember(ctx, sc.Tenant.ID, sc.Project.ID, email, role, envs, e)
 	if err != nil {
 		return ProjectMember{}, err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return m, nil
 }
 
@@ -376,9 +387,10 @@ func (s *Service) RemoveProjectMember(ctx context.Context, actor audit.Actor, sc
 		return err
 	}
 	e := actor.New(audit.ActionProjectMemberRemove, sc.Tenant.ID, "user", userID, sc.Path(), nil)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID}
 	if err := s.store.RemoveProjectMember(ctx, sc.Tenant.ID, sc.Project.ID, userID, e); err != nil {
 		return err
 	}
-	s.pub.Publish(ctx, coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID, ProjectID: sc.Project.ID})
+	s.pub.Publish(ctx, *e.Event)
 	return nil
 }
