@@ -47,6 +47,8 @@ type Store struct {
 	heads   headCache // the audit chains' heads this process last saw
 	// onEvents announces committed events (see OnEvents).
 	onEvents atomic.Pointer[func(tenants []string)]
+	// writer queues this process's transactions on SQLite (see tx); nil on Postgres.
+	writer chan struct{}
 }
 
 // Options configure Open.
@@ -135,7 +137,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = db.Callback().Update().After("gorm:update").Register("coffer:hook", cb)
 		_ = db.Callback().Delete().After("gorm:delete").Register("coffer:hook", cb)
 	}
-	return &Store{db: db, dialect: dialect}, nil
+	st := &Store{db: db, dialect: dialect}
+	if dialect == SQLite {
+		st.writer = make(chan struct{}, 1)
+	}
+	return st, nil
 }
 
 // Dialect returns "sqlite" or "postgres".
@@ -215,6 +221,19 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // tx runs fn in a transaction and maps database errors to domain errors.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if s.writer != nil {
+		// SQLite has one writer at a time, and every transaction here begins IMMEDIATE, taking
+		// the write lock. Waiting for it in SQLite's busy handler (sleep and poll) is unfair:
+		// under load a waiter can lose to newcomers for seconds. Waiting here instead, in
+		// arrival order (a channel's blocked senders are woken first in, first out), hands the
+		// lock over as soon as it is free, and gives up when ctx ends.
+		select {
+		case s.writer <- struct{}{}:
+		case <-ctx.Done():
+			return coffer.Wrap(coffer.EUNAVAILABLE, ctx.Err(), "the database is busy; retry")
+		}
+		defer func() { <-s.writer }()
+	}
 	var c committed
 	err := dbErr(s.db.WithContext(context.WithValue(ctx, committedKey{}, &c)).Transaction(fn))
 	if err == nil && len(c.tenants) > 0 {
