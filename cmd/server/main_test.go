@@ -31,6 +31,18 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // port and a fresh directory instead of 127.0.0.1:8080 and ./coffer-data. The server creates
 // its SQLite database and a 0600 master key, prints a setup link that creates the first
 // owner, and stops cleanly on a signal.
+func TestVersion(t *testing.T) {
+	version, commit = "v1.2.3", "abc123"
+	defer func() { version, commit = "", "" }()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "coffer-server v1.2.3\ncommit: abc123\n") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}
+
 func TestFirstRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "coffer-data")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -89,6 +101,17 @@ func TestFirstRun(t *testing.T) {
 	res.Body.Close()
 	if !strings.Contains(string(list), `"slug":"team"`) {
 		t.Fatalf("tenants = %s", list)
+	}
+
+	// The container health check: ready here, an error where nothing listens.
+	listen := strings.TrimPrefix(base, "http://")
+	var out bytes.Buffer
+	if err := run(ctx, []string{"healthcheck"}, func(k string) string { return map[string]string{"COFFER_LISTEN": listen}[k] }, &out, io.Discard); err != nil || out.String() != "ready\n" {
+		t.Fatalf("healthcheck: %v %q", err, out.String())
+	}
+	closed := func(k string) string { return map[string]string{"COFFER_LISTEN": "127.0.0.1:1"}[k] }
+	if err := run(ctx, []string{"healthcheck", "-timeout", "2s"}, closed, io.Discard, io.Discard); err == nil {
+		t.Fatal("healthcheck passed with no server")
 	}
 
 	cancel()

@@ -4,12 +4,14 @@
 //	go run ./internal/crypto/awskms/kmstest/cmd -listen 127.0.0.1:4599 -create-key -alias coffer
 //
 // With -create-key it prints the new key's ARN as the first line on stdout. Keys live in memory
-// and are lost when it exits. It checks only that requests are SigV4-shaped, so it must never be
+// and are lost when it exits, except one made with -import-key-id from KMSTEST_KEY_MATERIAL,
+// which a restart with the same material recreates (docker-compose.yml uses that). It checks only that requests are SigV4-shaped, so it must never be
 // reachable from outside a developer's machine or a test network.
 package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:4599", "address to listen on")
 	createKey := fs.Bool("create-key", false, "create a symmetric key at start-up and print its ARN")
+	importID := fs.String("import-key-id", "", "create a symmetric key with this UUID and the material in $KMSTEST_KEY_MATERIAL, so that restarts keep it (local development)")
 	alias := fs.String("alias", "", "with -create-key, also point this alias (e.g. coffer) at the key")
 	region := fs.String("region", kmstest.DefaultRegion, "region named in ARNs")
 	account := fs.String("account", kmstest.DefaultAccount, "account named in ARNs")
@@ -49,13 +52,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *alias != "" && !*createKey {
-		return errors.New("-alias needs -create-key")
+	if *alias != "" && !*createKey && *importID == "" {
+		return errors.New("-alias needs -create-key or -import-key-id")
+	}
+	if *createKey && *importID != "" {
+		return errors.New("use -create-key or -import-key-id, not both")
 	}
 
 	srv := kmstest.New(kmstest.WithRegion(*region), kmstest.WithAccount(*account))
-	if *createKey {
-		arn := srv.CreateKey()
+	var arn string
+	switch {
+	case *createKey:
+		arn = srv.CreateKey()
+	case *importID != "":
+		// From the environment, not a flag: flags show in process listings.
+		material, err := hex.DecodeString(os.Getenv("KMSTEST_KEY_MATERIAL"))
+		if err != nil || len(material) != 32 {
+			return errors.New("-import-key-id needs KMSTEST_KEY_MATERIAL: 64 hex digits (openssl rand -hex 32)")
+		}
+		arn, err = srv.ImportKey(*importID, material)
+		clear(material)
+		if err != nil {
+			return fmt.Errorf("import key: %w", err)
+		}
+	}
+	if arn != "" {
 		if *alias != "" {
 			name := *alias
 			if !strings.HasPrefix(name, "alias/") {
