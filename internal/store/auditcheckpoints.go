@@ -111,9 +111,16 @@ const treeInsertBatch = 500
 func (s *Store) ExtendTree(ctx context.Context, chain string, size int64) (tlog.Hash, error) {
 	var root tlog.Hash
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		var count int64
-		if err := tx.Raw(`SELECT COUNT(*) FROM audit_tree_hashes WHERE chain = ?`, chain).Scan(&count).Error; err != nil {
+		// Hashes are stored at indexes 0, 1, 2, … with none missing (each extension inserts the
+		// next ones in one transaction), so their count is the highest index plus one: read
+		// from the primary key's end, not by counting a table that only grows.
+		var top *int64
+		if err := tx.Raw(`SELECT MAX(idx) FROM audit_tree_hashes WHERE chain = ?`, chain).Scan(&top).Error; err != nil {
 			return err
+		}
+		var count int64
+		if top != nil {
+			count = *top + 1
 		}
 		// The records already in the tree: the least n whose tree stores count hashes.
 		lo, hi := int64(0), count

@@ -66,7 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.interval, "interval", 20*time.Millisecond, "time from the start of one write to the start of the next")
 	rate := fs.Float64("rate", 0, "writes per second (overrides -interval when set)")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long after the last write to wait for deliveries still missing "+
-		"(longer than the hub's 5 s poll, so a lost announcement still arrives)")
+		"(set it above the hub's 30 s poll to let a lost announcement still arrive)")
 	fs.StringVar(&o.postgresURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"Postgres server on which a temporary database is created and dropped")
 	dialects := fs.String("dialects", "sqlite,postgres", "comma-separated dialects to measure")
