@@ -81,10 +81,15 @@ bench-crypto:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/crypto/
 
 # Reads one environment of 100 secrets with ?include=values for a fixed time over HTTP, on
-# SQLite and on Postgres, beside a bare gin handler serving the same bytes from memory.
+# SQLite and on Postgres, beside a bare gin handler serving the same bytes from memory. The
+# server, the bare handler and the load generator each run in their own process; the generator
+# is wrk, installed here from Debian's packages when missing and we are root, else the
+# project's own (internal/loadgen) built into the loadbench binary.
 BENCH_DURATION ?= 10s
 BENCH_CONNS ?= 64
 bench-load:
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y wrk >/dev/null || \
+		echo "bench-load: could not install wrk; using the project's own generator"
 	$(GO) run ./tools/loadbench -duration $(BENCH_DURATION) -connections $(BENCH_CONNS)
 
 # With the key-encryption key in AWS KMS (the KMS test server): reads of the same environment

@@ -110,7 +110,7 @@ func measure(ctx context.Context, o options, bin, dialect string, stderr io.Writ
 
 	fmt.Fprintf(stderr, "eventbench: %s: writing %d secrets every %s\n", dialect, o.writes, o.interval)
 	res.load = loadAverage()
-	res.cpuBefore = readCPU(srv.cmd.Process.Pid)
+	res.cpuBefore = readCPU(srv.PID())
 	windowStart := time.Now()
 	acks, put, err := write(ctx, o, srv)
 	res.put = put
@@ -122,7 +122,7 @@ func measure(ctx context.Context, o options, bin, dialect string, stderr io.Writ
 		return res
 	}
 	awaitDeliveries(ctx, subs, len(acks), o.drain)
-	res.window, res.cpuAfter = time.Since(windowStart), readCPU(srv.cmd.Process.Pid)
+	res.window, res.cpuAfter = time.Since(windowStart), readCPU(srv.PID())
 	if v, ok := srv.metric(ctx, "coffer_event_stream_dropped_total"); ok {
 		res.serverDropped = v
 	}
@@ -193,7 +193,7 @@ func openSubscribers(ctx context.Context, o options, srv *server) ([]*subscriber
 }
 
 func subscribe(ctx context.Context, dialer websocket.Dialer, srv *server, msg any) (*subscriber, error) {
-	conn, resp, err := dialer.DialContext(ctx, srv.wsURL, srv.header)
+	conn, resp, err := dialer.DialContext(ctx, srv.WSURL, srv.Header)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("open the stream: %w (status %d)", err, resp.StatusCode)

@@ -1,11 +1,16 @@
-// Command loadbench is `make bench-load`: for each database dialect it starts the whole Coffer
-// server in this process, seeds one environment with 100 secrets, and drives a fixed-time HTTP
-// load of the audited read GET …/secrets?include=values; then it drives the same load against
-// a bare gin handler serving the very same response bytes from memory. The ratio between the
-// two is the headline target: at least 10% of the bare handler's requests/s with p99 ≤ 50 ms,
-// on Postgres with 64 connections.
+// Command loadbench is `make bench-load`: for each database dialect it builds ./cmd/server and
+// runs it as a child process, seeds one environment with 100 secrets of 64 characters, and
+// drives a fixed-time HTTP load of the audited read GET …/secrets?include=values; then it
+// drives the same load against a bare gin handler, in a child process of its own, serving
+// the very same response bytes from memory. The load generator is a third process: wrk when
+// it is installed, else this program's own generator (internal/loadgen) re-executed in a
+// hidden mode. No two of the three share a Go runtime, so neither side is flattered.
 //
-// It exits non-zero only when something prevents measuring; missing the target is reported,
+// The targets (issue 16): on Postgres at least 15% of the bare handler's requests/s with
+// p99 ≤ 25 ms; on SQLite at least 12% with p99 ≤ 40 ms. It also prints the server's RSS at
+// the end of the load and its start-up time (process start to the first 200 from /readyz).
+//
+// It exits non-zero only when something prevents measuring; missing a target is reported,
 // not failed, so the numbers always come out.
 package main
 
@@ -16,16 +21,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/gin-gonic/gin"
-
-	"github.com/cofferhq/coffer/internal/app"
-	"github.com/cofferhq/coffer/internal/loadgen"
 )
 
 const (
@@ -33,17 +33,38 @@ const (
 	postgres = "postgres"
 )
 
-// The headline target, stated in the issue and checked on Postgres.
+// target is the bar a dialect's audited read must clear, as a ratio to the bare handler's
+// requests/s in the same run and an absolute p99.
+type target struct {
+	ratio float64
+	p99   time.Duration
+}
+
+var targets = map[string]target{
+	postgres: {0.15, 25 * time.Millisecond},
+	sqlite:   {0.12, 40 * time.Millisecond},
+}
+
+// The generator choices for -generator.
 const (
-	targetRatio = 0.10
-	targetP99   = 50 * time.Millisecond
-	targetOn    = postgres
+	genAuto    = "auto"
+	genWrk     = "wrk"
+	genLoadgen = "loadgen"
 )
 
 func main() {
-	app.TuneRuntime() // the server under test runs in this process: tune it as cmd/server does
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var err error
+	// The hidden child modes come first: this binary re-executes itself as the bare server
+	// and as the fallback load generator.
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == serveBareMode:
+		err = serveBare(ctx, os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == generateMode:
+		err = generate(ctx, os.Args[2:], os.Stdout)
+	default:
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -56,11 +77,13 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	connections int
+	threads     int // wrk threads
+	generator   string
 	postgresURL string
 	dialects    []string
 	logLevel    string
 	dbMaxConns  int    // 0: a per-dialect default
-	cpuProfile  string // file for a CPU profile of the whole run (server and client share the process)
+	serverBin   string // a prebuilt server; empty: build ./cmd/server
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -70,12 +93,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
 	fs.IntVar(&o.connections, "connections", 64, "concurrent client connections")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads (at most -connections)")
+	fs.StringVar(&o.generator, "generator", genAuto, "load generator: wrk, loadgen (this program's own, in a separate process) or auto (wrk when installed)")
 	fs.StringVar(&o.postgresURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"Postgres server on which a temporary database is created and dropped")
 	dialects := fs.String("dialects", "sqlite,postgres", "comma-separated dialects to measure")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level (request logs at info would dominate the profile)")
 	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "server database pool size (default 64 on Postgres, 8 on SQLite)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&o.serverBin, "server", "", "a prebuilt coffer server binary (default: build ./cmd/server into a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -89,8 +114,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-warmup must not be negative")
 	case o.connections < 1:
 		return o, errors.New("-connections must be at least 1")
+	case o.threads < 1:
+		return o, errors.New("-threads must be at least 1")
 	case o.dbMaxConns < 0:
 		return o, errors.New("-db-max-conns must not be negative")
+	}
+	// wrk refuses more threads than connections.
+	o.threads = min(o.threads, o.connections)
+	switch o.generator {
+	case genAuto, genWrk, genLoadgen:
+	default:
+		return o, fmt.Errorf("-generator: unknown generator %q (want wrk, loadgen or auto)", o.generator)
 	}
 	for d := range strings.SplitSeq(*dialects, ",") {
 		d = strings.TrimSpace(d)
@@ -115,6 +149,20 @@ func (o options) maxConns(dialect string) int {
 	}
 }
 
+// resolveGenerator turns auto into wrk when wrk is on PATH and into loadgen otherwise.
+func resolveGenerator(choice string, lookPath func(string) (string, error)) (string, error) {
+	_, err := lookPath("wrk")
+	switch {
+	case choice == genWrk && err != nil:
+		return "", fmt.Errorf("-generator wrk: %w (apt-get install -y wrk)", err)
+	case choice == genAuto && err == nil:
+		return genWrk, nil
+	case choice == genAuto:
+		return genLoadgen, nil
+	}
+	return choice, nil
+}
+
 // run measures every dialect, prints the table and verdicts to stdout and sends server logs
 // and progress to stderr. A dialect that cannot be measured is reported and the others still
 // run; the returned error then names what failed.
@@ -123,25 +171,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Process-wide, and what httpapi sets too; done first so the bare engine never prints
-	// gin's debug banner into the output.
-	gin.SetMode(gin.ReleaseMode)
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
+	if o.generator, err = resolveGenerator(o.generator, exec.LookPath); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this program to re-execute it: %w", err)
+	}
+	bin := o.serverBin
+	if bin == "" {
+		tmp, err := os.MkdirTemp("", "coffer-loadbench-bin-")
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer os.RemoveAll(tmp)
+		fmt.Fprintln(stderr, "loadbench: building ./cmd/server")
+		if bin, err = buildServerBin(ctx, tmp, stderr); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
 	}
 
 	var results []result
 	var errs []error
 	for _, d := range o.dialects {
-		r := measure(ctx, o, d, stderr)
+		r := measure(ctx, o, d, bin, self, stderr)
 		results = append(results, r)
 		if r.err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", d, r.err))
@@ -156,11 +209,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // result is one dialect's pair of measurements.
 type result struct {
-	dialect string
-	body    int // bytes in the measured response
-	coffer  loadgen.Result
-	bare    loadgen.Result
-	err     error
+	dialect   string
+	body      int // bytes in the measured response
+	coffer    loadResult
+	bare      loadResult
+	cofferRSS int64 // bytes, at the end of the measured load; 0 when unknown
+	bareRSS   int64
+	startup   time.Duration // Coffer: process start to the first 200 from /readyz
+	note      string        // a condition of the run that makes its numbers suspect
+	err       error
 }
 
 func (r result) ratio() float64 {
@@ -170,42 +227,53 @@ func (r result) ratio() float64 {
 	return r.coffer.RPS / r.bare.RPS
 }
 
-// verdict says whether r meets the headline target, and why not when it does not. A run with
-// failed reads does not pass however fast it was: errors can be cheap.
+// verdict says whether r meets its dialect's target, and why not when it does not. A run
+// with failed reads does not pass however fast it was: errors can be cheap.
 func (r result) verdict() (pass bool, why string) {
+	t := targets[r.dialect]
 	var misses []string
-	if ratio := r.ratio(); ratio < targetRatio {
-		misses = append(misses, fmt.Sprintf("req/s at %.1f%% of bare gin (< %.0f%%)", 100*ratio, 100*targetRatio))
+	if ratio := r.ratio(); ratio < t.ratio {
+		misses = append(misses, fmt.Sprintf("req/s at %.1f%% of bare gin (< %.0f%%)", 100*ratio, 100*t.ratio))
 	}
-	if r.coffer.P99 > targetP99 {
-		misses = append(misses, fmt.Sprintf("p99 %s (> %s)", ms(r.coffer.P99), targetP99))
+	if r.coffer.P99 > t.p99 {
+		misses = append(misses, fmt.Sprintf("p99 %s (> %s)", ms(r.coffer.P99), t.p99))
 	}
 	if r.coffer.Errors > 0 {
 		misses = append(misses, fmt.Sprintf("%d failed reads", r.coffer.Errors))
+	}
+	if r.bare.Errors > 0 {
+		misses = append(misses, fmt.Sprintf("%d failed bare reads (the ratio is not comparable)", r.bare.Errors))
 	}
 	if len(misses) > 0 {
 		return false, strings.Join(misses, ", ")
 	}
 	return true, fmt.Sprintf("req/s at %.1f%% of bare gin (≥ %.0f%%), p99 %s (≤ %s)",
-		100*r.ratio(), 100*targetRatio, ms(r.coffer.P99), targetP99)
+		100*r.ratio(), 100*t.ratio, ms(r.coffer.P99), t.p99)
 }
 
 func printTable(w io.Writer, o options, results []result) {
-	fmt.Fprintf(w, "\nGET one environment of %d secrets ?include=values; %d connections, %s measured after %s warm-up\n\n",
-		secretCount, o.connections, o.duration, o.warmup)
-	fmt.Fprintf(w, "%-9s %-13s %9s %9s %9s %9s %8s\n", "dialect", "target", "req/s", "p50", "p90", "p99", "errors")
-	line := func(dialect, target string, r loadgen.Result) {
-		fmt.Fprintf(w, "%-9s %-13s %9.0f %9s %9s %9s %8d\n", dialect, target, r.RPS, ms(r.P50), ms(r.P90), ms(r.P99), r.Errors)
+	gen := "wrk"
+	if o.generator == genLoadgen {
+		gen = "internal/loadgen"
+	}
+	fmt.Fprintf(w, "\nGET one environment of %d secrets of %d characters ?include=values; %d connections, %s measured after %s warm-up\n",
+		secretCount, valueLen, o.connections, o.duration, o.warmup)
+	fmt.Fprintf(w, "each target in its own process (coffer: ./cmd/server; bare gin: loadbench %s); generator: %s in a third process\n\n",
+		serveBareMode, gen)
+	fmt.Fprintf(w, "%-9s %-13s %9s %9s %9s %9s %8s %9s\n", "dialect", "target", "req/s", "p50", "p90", "p99", "errors", "RSS")
+	line := func(dialect, name string, r loadResult, rss int64) {
+		fmt.Fprintf(w, "%-9s %-13s %9.0f %9s %9s %9s %8d %9s\n", dialect, name, r.RPS, ms(r.P50), ms(r.P90), ms(r.P99), r.Errors, mib(rss))
 	}
 	for _, r := range results {
 		if r.err != nil {
 			fmt.Fprintf(w, "%-9s not measured: %v\n", r.dialect, r.err)
 			continue
 		}
-		line(r.dialect, "coffer-read", r.coffer)
-		line(r.dialect, "bare-gin", r.bare)
-		fmt.Fprintf(w, "%-9s %-13s %8.1f%%   (target ≥ %.0f%%, p99 target ≤ %s; body %d bytes)\n",
-			"", "ratio", 100*r.ratio(), 100*targetRatio, targetP99, r.body)
+		t := targets[r.dialect]
+		line(r.dialect, "coffer-read", r.coffer, r.cofferRSS)
+		line(r.dialect, "bare-gin", r.bare, r.bareRSS)
+		fmt.Fprintf(w, "%-9s %-13s %8.1f%%   (target ≥ %.0f%%, p99 ≤ %s; body %d bytes; coffer start-up %s)\n",
+			"", "ratio", 100*r.ratio(), 100*t.ratio, t.p99, r.body, ms(r.startup))
 	}
 	fmt.Fprintln(w)
 	for _, r := range results {
@@ -217,15 +285,22 @@ func printTable(w io.Writer, o options, results []result) {
 		if pass {
 			word = "PASS"
 		}
-		note := "the headline target is checked here"
-		if r.dialect != targetOn {
-			note = "shown for comparison; the headline target is checked on " + targetOn
+		fmt.Fprintf(w, "%-9s %s: %s\n", r.dialect, word, why)
+		if r.note != "" {
+			fmt.Fprintf(w, "%-9s warning: %s\n", "", r.note)
 		}
-		fmt.Fprintf(w, "%-9s %s: %s [%s]\n", r.dialect, word, why, note)
 	}
 }
 
 // ms prints a duration in milliseconds, so every column shares one unit.
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// mib prints a byte count in MiB; zero means unknown.
+func mib(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
 }

@@ -8,31 +8,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
-	"github.com/cofferhq/coffer/internal/app"
-	"github.com/cofferhq/coffer/internal/loadgen"
 	"github.com/cofferhq/coffer/tools/internal/benchdb"
 	"github.com/cofferhq/coffer/tools/internal/benchhttp"
+	"github.com/cofferhq/coffer/tools/internal/benchserver"
 )
 
 const (
 	secretCount = 100
-	readPath    = "/api/v1/tenants/default/projects/bench/environments/production/secrets"
+	valueLen    = 64
+	project     = "web"
+	readPath    = "/api/v1/tenants/default/projects/" + project + "/environments/staging/secrets"
 	readQuery   = "?include=values"
 )
 
+// buildServerBin is benchserver.Build, a variable only so the flow reads top-down in run.
+var buildServerBin = benchserver.Build
+
 // measure runs one dialect from an empty database to both measurements, and removes
 // everything it created, also when interrupted.
-func measure(ctx context.Context, o options, dialect string, stderr io.Writer) (res result) {
+func measure(ctx context.Context, o options, dialect, bin, self string, stderr io.Writer) (res result) {
 	res.dialect = dialect
 	dataDir, err := os.MkdirTemp("", "coffer-loadbench-")
 	if err != nil {
@@ -56,40 +55,75 @@ func measure(ctx context.Context, o options, dialect string, stderr io.Writer) (
 			}
 		}()
 		dbURL = db.URL
+		// Another program holding connections (a second benchmark, a test run) makes the
+		// server fail reads with "too many clients"; say so, since the errors column alone
+		// would blame Coffer.
+		if free, err := db.FreeConnections(ctx); err == nil && free < o.maxConns(dialect)+1 {
+			res.note = fmt.Sprintf("only %d free Postgres connections for a pool of %d: other clients are connected", free, o.maxConns(dialect))
+			fmt.Fprintf(stderr, "loadbench: %s: warning: %s\n", dialect, res.note)
+		}
 	}
 
-	srv, err := startCoffer(ctx, o, dialect, dataDir, dbURL, stderr)
+	// A throwaway key given the way production gives one, so no key file is generated (and
+	// warned about) in a directory that is deleted afterwards.
+	var kek [32]byte
+	if _, err := rand.Read(kek[:]); err != nil {
+		res.err = err
+		return res
+	}
+	fmt.Fprintf(stderr, "loadbench: %s: starting the server\n", dialect)
+	srv, err := benchserver.Start(ctx, benchserver.Config{
+		Bin:      bin,
+		DataDir:  dataDir,
+		DBURL:    dbURL,
+		LogLevel: o.logLevel,
+		Env: []string{
+			"COFFER_DB_MAX_CONNS=" + strconv.Itoa(o.maxConns(dialect)),
+			"COFFER_MASTER_KEY=" + base64.StdEncoding.EncodeToString(kek[:]),
+		},
+	}, stderr)
 	if err != nil {
 		res.err = err
 		return res
 	}
 	defer func() {
-		if err := srv.stop(); err != nil {
+		if err := srv.Stop(); err != nil {
 			res.err = errors.Join(res.err, fmt.Errorf("server shutdown: %w", err))
 		}
 	}()
+	res.startup = srv.Startup
 
-	header := http.Header{"Authorization": {"Bearer " + srv.token}}
-	want, err := seed(ctx, srv.baseURL, header)
+	want, err := seed(ctx, srv.BaseURL, srv.Header)
 	if err != nil {
 		res.err = fmt.Errorf("seed: %w", err)
 		return res
 	}
-	body, contentType, err := capture(ctx, srv.baseURL, header, want)
+	body, contentType, err := capture(ctx, srv.BaseURL, srv.Header, want)
 	if err != nil {
 		res.err = fmt.Errorf("first read: %w", err)
 		return res
 	}
 	res.body = len(body)
+	auth := srv.Header.Get("Authorization")
 
 	fmt.Fprintf(stderr, "loadbench: %s: coffer-read for %s (+%s warm-up)\n", dialect, o.duration, o.warmup)
-	res.coffer, err = load(ctx, o, srv.baseURL, header)
+	res.coffer, err = drive(ctx, o, self, srv.BaseURL+readPath+readQuery, auth, stderr)
 	if err != nil {
 		res.err = fmt.Errorf("coffer-read: %w", err)
 		return res
 	}
+	// Read right after the load, before the server is stopped: the heap it grew to serve
+	// 64 connections is what RSS under load means.
+	if res.cofferRSS, err = benchserver.RSS(srv.PID()); err != nil {
+		fmt.Fprintf(stderr, "loadbench: %s: coffer RSS: %v\n", dialect, err)
+	}
+	// The bare handler gets the whole machine, as Coffer did.
+	if err := srv.Stop(); err != nil {
+		res.err = fmt.Errorf("server shutdown: %w", err)
+		return res
+	}
 
-	bare, err := startBare(body, contentType)
+	bare, err := startBare(ctx, self, dataDir, body, contentType, stderr)
 	if err != nil {
 		res.err = err
 		return res
@@ -101,131 +135,21 @@ func measure(ctx context.Context, o options, dialect string, stderr io.Writer) (
 	}()
 	fmt.Fprintf(stderr, "loadbench: %s: bare-gin for %s (+%s warm-up)\n", dialect, o.duration, o.warmup)
 	// The same request, header included, so both targets parse the same bytes.
-	res.bare, err = load(ctx, o, bare.baseURL, header)
+	res.bare, err = drive(ctx, o, self, bare.baseURL+readPath+readQuery, auth, stderr)
 	if err != nil {
 		res.err = fmt.Errorf("bare-gin: %w", err)
+		return res
+	}
+	if res.bareRSS, err = benchserver.RSS(bare.cmd.Process.Pid); err != nil {
+		fmt.Fprintf(stderr, "loadbench: %s: bare RSS: %v\n", dialect, err)
 	}
 	return res
-}
-
-func load(ctx context.Context, o options, baseURL string, header http.Header) (loadgen.Result, error) {
-	return loadgen.Run(ctx, loadgen.Options{
-		URL:         baseURL + readPath + readQuery,
-		Header:      header,
-		Connections: o.connections,
-		Duration:    o.duration,
-		Warmup:      o.warmup,
-	})
-}
-
-// server is a running HTTP server owned by this program: stop ends it and waits for it.
-type server struct {
-	baseURL string
-	token   string
-	stop    func() error
-}
-
-// startCoffer builds the whole program the way cmd/server does, through ParseConfig, so the
-// server under load has production defaults apart from what is set here.
-func startCoffer(ctx context.Context, o options, dialect, dataDir, dbURL string, stderr io.Writer) (*server, error) {
-	token, err := newToken()
-	if err != nil {
-		return nil, err
-	}
-	// A throwaway key given the way production gives one, so no key file is generated (and
-	// warned about) in a directory that is deleted afterwards.
-	var kek [32]byte
-	if _, err := rand.Read(kek[:]); err != nil {
-		return nil, err
-	}
-	masterKey := base64.StdEncoding.EncodeToString(kek[:])
-	args := []string{
-		"-listen", "127.0.0.1:0",
-		"-data-dir", dataDir,
-		"-database-url", dbURL,
-		"-db-max-conns", strconv.Itoa(o.maxConns(dialect)),
-		"-log-level", o.logLevel,
-		"-log-format", "text",
-		// Only printed links use it, and a bootstrap token means none is printed.
-		"-base-url", "http://127.0.0.1",
-		"-bootstrap-email", "bench@example.com",
-	}
-	// Nothing from this process's environment leaks into the server under test: a stray
-	// COFFER_DATABASE_URL must not point the benchmark at a real database.
-	getenv := func(k string) string {
-		switch k {
-		case "COFFER_BOOTSTRAP_TOKEN":
-			return token
-		case "COFFER_MASTER_KEY":
-			return masterKey
-		}
-		return ""
-	}
-	cfg, err := app.ParseConfig(args, getenv, stderr)
-	if err != nil {
-		return nil, fmt.Errorf("server config: %w", err)
-	}
-	log := app.NewLogger(cfg, stderr).With("dialect", dialect)
-	a, err := app.New(ctx, cfg, log, stderr, app.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
-	}
-	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(serveCtx) }()
-	return &server{
-		baseURL: "http://" + a.Addr(),
-		token:   token,
-		stop: func() error {
-			cancel()
-			return <-done
-		},
-	}, nil
-}
-
-// startBare serves body from memory on the read's path with nothing in front: gin's router
-// and the net/http server, which is the floor any gin handler pays.
-func startBare(body []byte, contentType string) (*server, error) {
-	r := gin.New()
-	r.GET(readPath, func(c *gin.Context) { c.Data(http.StatusOK, contentType, body) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bare gin: %w", err)
-	}
-	hs := &http.Server{
-		Handler:           r,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
-	}
-	done := make(chan error, 1)
-	go func() { done <- hs.Serve(ln) }()
-	return &server{
-		baseURL: "http://" + ln.Addr().String(),
-		stop: func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			err := hs.Shutdown(ctx)
-			if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
-				err = errors.Join(err, serr)
-			}
-			return err
-		},
-	}, nil
-}
-
-// newToken makes a bootstrap personal access token: cfr_pat_ and 43 URL-safe characters.
-func newToken() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return "cfr_pat_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // seed creates the project and writes the secrets in one request, returning name → value.
 func seed(ctx context.Context, baseURL string, header http.Header) (map[string]string, error) {
 	if err := call(ctx, http.MethodPost, baseURL+"/api/v1/tenants/default/projects", header,
-		map[string]string{"slug": "bench", "name": "Bench"}, http.StatusCreated); err != nil {
+		map[string]string{"slug": project, "name": "Web"}, http.StatusCreated); err != nil {
 		return nil, fmt.Errorf("create project: %w", err)
 	}
 	type entry struct {
@@ -235,13 +159,12 @@ func seed(ctx context.Context, baseURL string, header http.Header) (map[string]s
 	want := make(map[string]string, secretCount)
 	entries := make([]entry, secretCount)
 	for i := range entries {
-		// Realistic values: 40 to 64 characters of URL-safe base64, as API keys and
-		// passwords tend to be.
+		// 64 characters of URL-safe base64, as API keys and passwords tend to be.
 		var b [48]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return nil, err
 		}
-		v := base64.RawURLEncoding.EncodeToString(b[:])[:40+mrand.IntN(25)]
+		v := base64.RawURLEncoding.EncodeToString(b[:])[:valueLen]
 		entries[i] = entry{Name: fmt.Sprintf("SECRET_%03d", i), Value: v}
 		want[entries[i].Name] = v
 	}

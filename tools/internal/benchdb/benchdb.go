@@ -70,3 +70,17 @@ func (d *DB) Drop() error {
 	}
 	return nil
 }
+
+// FreeConnections is how many more client connections the Postgres server would accept now
+// (max_connections less superuser_reserved_connections less those open), so a benchmark can
+// say when another program's connections will make the server under test fail to connect.
+func (d *DB) FreeConnections(ctx context.Context) (int, error) {
+	var free int
+	err := d.admin.QueryRowContext(ctx, `SELECT current_setting('max_connections')::int
+		- current_setting('superuser_reserved_connections')::int
+		- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')`).Scan(&free)
+	if err != nil {
+		return 0, fmt.Errorf("count free connections: %w", err)
+	}
+	return free, nil
+}
