@@ -108,7 +108,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	}
 	var observe KeyObserver
 	if a.cfg.MetricsListen != "" {
-		a.metrics = metrics.New(metrics.Options{ClassifyError: classifyKeyError})
+		a.metrics = metrics.New(metrics.Options{ClassifyError: classifyKeyError, Profiling: a.cfg.Profiling})
 		observe = a.metrics.ObserveKMS
 	}
 	keyring, rotate, err := openKeyring(ctx, a.cfg, a.Store, a.log, observe, opts)

@@ -218,6 +218,7 @@ func TestConfigRejects(t *testing.T) {
 		{"origin without a scheme", nil, map[string]string{"COFFER_ALLOWED_ORIGINS": "app.example.com"}, "COFFER_ALLOWED_ORIGINS"},
 		{"event retention too short", nil, map[string]string{"COFFER_EVENT_RETENTION": "10s"}, "COFFER_EVENT_RETENTION"},
 		{"event rows not a number", nil, map[string]string{"COFFER_EVENT_MAX_ROWS": "many"}, "COFFER_EVENT_MAX_ROWS"},
+		{"profiles without the metrics listener", nil, map[string]string{"COFFER_PPROF": "true"}, "COFFER_METRICS_LISTEN"},
 		{"bad log level flag", []string{"-log-level", "trace"}, nil, "log level"},
 		{"bad log format", nil, map[string]string{"COFFER_LOG_FORMAT": "xml"}, "log format"},
 		{"bad log format flag", []string{"-log-format", "logfmt"}, nil, "log format"},

@@ -45,14 +45,18 @@ type Options struct {
 	// OutcomeUnavailable. Anything else it returns is recorded as OutcomeError. Nil means
 	// every error is OutcomeError.
 	ClassifyError func(error) string
+	// Profiling also serves Go's profiles (net/http/pprof) under /debug/pprof/ on the
+	// metrics listener: for measuring a running server, never on a public address.
+	Profiling bool
 }
 
 // Metrics holds the registry and the instruments the program records into. Its methods are
 // safe for concurrent use.
 type Metrics struct {
-	reg      *prometheus.Registry
-	handler  http.Handler
-	classify func(error) string
+	reg       *prometheus.Registry
+	handler   http.Handler
+	classify  func(error) string
+	profiling bool
 
 	kmsRequests *prometheus.CounterVec
 	kmsDuration *prometheus.HistogramVec
@@ -72,7 +76,7 @@ var kmsBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5
 // and several servers in one process do not collide), together with the Go runtime and
 // process collectors.
 func New(o Options) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), classify: o.ClassifyError}
+	m := &Metrics{reg: prometheus.NewRegistry(), classify: o.ClassifyError, profiling: o.Profiling}
 	m.kmsRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "coffer_kms_requests_total",
 		Help: "Calls to the key wrapper (KMS), by operation and outcome.",

@@ -420,6 +420,26 @@ func TestServe(t *testing.T) {
 	}
 }
 
+func TestServeProfilesOnlyWhenAsked(t *testing.T) {
+	m := metrics.New(metrics.Options{Profiling: true})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	srv, err := m.Serve(ctx, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/debug/pprof/": http.StatusOK, "/debug/pprof/cmdline": http.StatusOK, "/metrics": http.StatusOK} {
+		resp, err := http.Get("http://" + srv.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
 func TestServeReportsBindError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

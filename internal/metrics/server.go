@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -21,7 +22,8 @@ const (
 )
 
 // Server is the metrics listener, kept apart from the API's so that it can be bound to a
-// private interface (and is off unless configured). It serves GET /metrics and nothing else.
+// private interface (and is off unless configured). It serves GET /metrics and, with
+// Options.Profiling, Go's profiles under /debug/pprof/; nothing else.
 type Server struct {
 	addr string
 	done chan struct{}
@@ -43,6 +45,13 @@ func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) (*Se
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.handler)
+	if m.profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,

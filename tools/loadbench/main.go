@@ -84,6 +84,9 @@ type options struct {
 	logLevel    string
 	dbMaxConns  int    // 0: a per-dialect default
 	serverBin   string // a prebuilt server; empty: build ./cmd/server
+	// serverProfile, when set, is where the server's CPU profile over the measured Coffer
+	// load is written, one file per dialect (<serverProfile>-<dialect>.pprof).
+	serverProfile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -99,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"Postgres server on which a temporary database is created and dropped")
 	dialects := fs.String("dialects", "sqlite,postgres", "comma-separated dialects to measure")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level (request logs at info would dominate the profile)")
+	fs.StringVar(&o.serverProfile, "server-profile", "", "write the server's CPU profile over the measured Coffer load to <this>-<dialect>.pprof (go tool pprof)")
 	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "server database pool size (default 64 on Postgres, 8 on SQLite)")
 	fs.StringVar(&o.serverBin, "server", "", "a prebuilt coffer server binary (default: build ./cmd/server into a temporary directory)")
 	if err := fs.Parse(args); err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/tools/internal/benchdb"
@@ -80,6 +81,7 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 		Env: []string{
 			"COFFER_DB_MAX_CONNS=" + strconv.Itoa(o.maxConns(dialect)),
 			"COFFER_MASTER_KEY=" + base64.StdEncoding.EncodeToString(kek[:]),
+			"COFFER_PPROF=" + strconv.FormatBool(o.serverProfile != ""),
 		},
 	}, stderr)
 	if err != nil {
@@ -107,7 +109,19 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 	auth := srv.Header.Get("Authorization")
 
 	fmt.Fprintf(stderr, "loadbench: %s: coffer-read for %s (+%s warm-up)\n", dialect, o.duration, o.warmup)
+	profiled := make(chan error, 1)
+	if o.serverProfile != "" {
+		// The profile starts with the load (its warm-up included: a few seconds of the same work).
+		go func() {
+			profiled <- profileServer(ctx, strings.TrimSuffix(srv.MetricsURL, "/metrics"), o.warmup+o.duration, o.serverProfile+"-"+dialect+".pprof")
+		}()
+	} else {
+		profiled <- nil
+	}
 	res.coffer, err = drive(ctx, o, self, srv.BaseURL+readPath+readQuery, auth, stderr)
+	if perr := <-profiled; perr != nil {
+		fmt.Fprintf(stderr, "loadbench: %s: server profile: %v\n", dialect, perr)
+	}
 	if err != nil {
 		res.err = fmt.Errorf("coffer-read: %w", err)
 		return res
@@ -220,4 +234,18 @@ func call(ctx context.Context, method, url string, header http.Header, in any, w
 		return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, wantStatus, benchhttp.Snippet(body))
 	}
 	return nil
+}
+
+// profileServer saves the server's CPU profile over the next d (COFFER_PPROF on its metrics
+// listener) to file.
+func profileServer(ctx context.Context, base string, d time.Duration, file string) error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	resp, body, err := benchhttp.Do(ctx, d+30*time.Second, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, benchhttp.Snippet(body))
+	}
+	return os.WriteFile(file, body, 0o644)
 }
