@@ -62,6 +62,16 @@ func appendTime(b []byte, t time.Time) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe holds the bytes encoding/json writes unchanged: printable ASCII but the quote, the
+// backslash and the HTML-escaped <, > and &. Bytes from 0x80 are not in it: they are checked as
+// UTF-8. One table load a byte is what makes the scan fast on values, which are mostly safe.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString is appendJSONString for a string, without copying it.
 func appendString(b []byte, s string) []byte { return appendJSONString(b, stringBytes(s)) }
 
@@ -76,11 +86,11 @@ func appendJSONString(b []byte, s []byte) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonSafe[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

@@ -75,3 +75,13 @@ func appendSecretPage(b []byte, items []secrets.Secret, next string) []byte {
 	}
 	return appendPageEnd(b, next)
 }
+
+// BenchmarkAppendJSONString64 escapes a 64-character value, the size make bench-load reads.
+func BenchmarkAppendJSONString64(b *testing.B) {
+	s := []byte("Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXhxdXV4cXV1eHF1dXhxdXV4")
+	buf := make([]byte, 0, 128)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = appendJSONString(buf[:0], s)
+	}
+}
