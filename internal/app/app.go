@@ -202,11 +202,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	a.Webhooks = webhook.NewDispatcher(a.Store, a.Fields, guard, a.log, whOpts)
 	deps.Webhooks = webhook.NewService(a.Store, a.Fields, guard, a.Webhooks, store.NewID)
 	deps.Events = a.Events
-	a.Events.Watch(func(tenantID string) {
-		if tenantID != "*" { // after a reconnect; the dispatcher's own poll covers it
-			a.Webhooks.Notify(tenantID)
-		}
-	})
+	a.Events.Watch(a.Webhooks.Notify)
 	handler := httpapi.New(httpapi.Config{BaseURL: a.cfg.BaseURL, BehindTLSProxy: a.cfg.BehindTLSProxy, TrustedProxies: a.cfg.TrustedProxies,
 		LocalLogin: a.cfg.LocalLogin, Dev: a.cfg.Dev, AllowedOrigins: a.cfg.AllowedOrigins}, deps)
 	if a.metrics != nil {

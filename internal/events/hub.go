@@ -100,11 +100,7 @@ func (h *Hub) NotifyAll() {
 	for t := range h.feeds {
 		h.dirty[t] = true
 	}
-	watchers := h.watchers
 	h.mu.Unlock()
-	for _, w := range watchers {
-		w("*")
-	}
 	select {
 	case h.wake <- struct{}{}:
 	default:
@@ -120,8 +116,9 @@ func (h *Hub) Publish(_ context.Context, events ...coffer.Event) {
 	}
 }
 
-// Watch registers a function told of every announced tenant ("*" after a reconnect: all of
-// them), such as the webhook dispatcher's wake-up. It must not block.
+// Watch registers a function told of every announced tenant (and, at each poll or after a
+// reconnect, of every tenant with subscribers), such as the webhook dispatcher's wake-up. It
+// must not block.
 func (h *Hub) Watch(fn func(tenantID string)) {
 	h.mu.Lock()
 	h.watchers = append(h.watchers, fn)

@@ -299,49 +299,49 @@ type streamSink interface {
 
 // subscribe resolves the request, replays what the client missed and starts the live feed.
 // A refusal is reported to the client and the stream stays open for another attempt.
-func (st *stream) subscribe(ctx context.Context, out streamSink, req subscribeRequest) (closeCode int, err error) {
+func (st *stream) subscribe(ctx context.Context, out streamSink, req subscribeRequest) error {
 	if st.sub != nil {
-		return 0, out.send(streamNotice{Type: "error", Code: string(coffer.ECONFLICT), Message: "this stream is already subscribed; open another for another subscription"})
+		return out.send(streamNotice{Type: "error", Code: string(coffer.ECONFLICT), Message: "this stream is already subscribed; open another for another subscription"})
 	}
 	after, err := req.validate()
 	if err != nil {
-		return 0, out.send(noticeOf(err))
+		return out.send(noticeOf(err))
 	}
 	st.req = req
 	if err := st.resolve(ctx); err != nil {
 		if errors.Is(err, errSubscriberGone) {
-			return closeUnauthorized, err
+			return err
 		}
-		return 0, out.send(noticeOf(err))
+		return out.send(noticeOf(err))
 	}
 	if after != nil {
 		err := st.srv.hub.Resumable(ctx, st.view.Tenant.ID, *after)
 		if errors.Is(err, events.ErrReset) {
-			return 0, out.send(streamNotice{Type: "reset", Message: "the events after last_event_id are no longer kept: reload, then subscribe without it"})
+			return out.send(streamNotice{Type: "reset", Message: "the events after last_event_id are no longer kept: reload, then subscribe without it"})
 		}
 		if err != nil {
-			return 0, err
+			return err
 		}
 	}
 	sub, err := st.srv.hub.Subscribe(ctx, st.view.Tenant.ID, after)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	st.sub = sub
 	// A revocation or a change of access committed between the check above and the
 	// registration announced nothing this subscription heard: check again now.
 	if err := st.recheck(ctx); err != nil {
-		return 0, err
+		return err
 	}
 	if err := out.send(streamNotice{Type: "subscribed", Tenant: req.Tenant, Project: req.Project, Environments: req.Environments, LastEventID: req.LastEventID}); err != nil {
-		return 0, err
+		return err
 	}
 	if after != nil {
-		return 0, sub.Replay(ctx, func(ev coffer.Event) error {
+		return sub.Replay(ctx, func(ev coffer.Event) error {
 			return st.deliver(ctx, out, ev, func() *wireEvent { return st.encode(ev) })
 		})
 	}
-	return 0, nil
+	return nil
 }
 
 // noticeOf is the error message for a refused subscription, in the REST error codes.
@@ -514,12 +514,7 @@ func (st *stream) run(ctx context.Context, out streamSink, reqs <-chan subscribe
 			if !ok {
 				return
 			}
-			code, err := st.subscribe(ctx, out, req)
-			if code != 0 {
-				out.end(code, "the credential was revoked or has expired")
-				return
-			}
-			if err != nil {
+			if err := st.subscribe(ctx, out, req); err != nil {
 				end(err)
 				return
 			}

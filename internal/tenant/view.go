@@ -78,8 +78,8 @@ func (s *Service) addProject(ctx context.Context, v *View, sc Scope) error {
 	}
 	after := ""
 	for {
-		// Listed environments are those the caller's level reaches; ViewSecrets needs the
-		// lowest level, which is checked again here so that the rule has one home.
+		// ListEnvironments returns each with the caller's level (Authorize's rule); ViewSecrets
+		// is what LevelMetadata and above allow.
 		envs, levels, err := s.ListEnvironments(ctx, sc, after, viewPage)
 		if err != nil {
 			return err
