@@ -29,6 +29,30 @@ import (
 	"github.com/cofferhq/coffer/web"
 )
 
+// Scope cache bounds (auth.ScopeCache). On Postgres, invalidations come from the listener,
+// which must have proven within scopeFreshness that it hears every replica's changes; entries
+// live scopeTTL at most as a backstop. On SQLite the server is the only process that writes,
+// except the key subcommands, which tell it nothing: entries live scopeTTLSQLite.
+const (
+	scopeFreshness  = time.Second
+	scopeTTL        = time.Minute
+	scopeTTLSQLite  = time.Second
+	scopeCacheLimit = 100_000
+)
+
+func newScopeCache(l *events.Listener, ttl time.Duration) *auth.ScopeCache {
+	if l == nil {
+		if ttl == 0 {
+			ttl = scopeTTLSQLite
+		}
+		return auth.NewScopeCache(ttl, scopeCacheLimit, nil)
+	}
+	if ttl == 0 {
+		ttl = scopeTTL
+	}
+	return auth.NewScopeCache(ttl, scopeCacheLimit, func() bool { return l.Fresh(scopeFreshness) })
+}
+
 // App is a running Coffer: listener bound, database migrated, key loaded.
 type App struct {
 	cfg      Config
@@ -55,6 +79,10 @@ type App struct {
 	Webhooks *webhook.Dispatcher
 	// Events fans committed events out to the live stream and wakes the webhooks.
 	Events *events.Hub
+	// Scopes caches what tokens resolve to for reads (auth.ScopeCache); nil when disabled.
+	Scopes *auth.ScopeCache
+	// pgListener hears other replicas' commits (Postgres only).
+	pgListener *events.Listener
 }
 
 // Options are test and benchmark hooks; production leaves them zero.
@@ -80,6 +108,13 @@ type Options struct {
 	WebhookRootCAs  *x509.CertPool
 	WebhookResolve  webhook.Resolver
 	WebhookDispatch webhook.Options
+	// ScopeCacheTTL overrides how long a scope cache entry may live (tests make it long, so
+	// that only invalidations end one); DisableScopeCache turns the cache off.
+	ScopeCacheTTL     time.Duration
+	DisableScopeCache bool
+	// EventsListenURL is where the Postgres listener connects instead of the database URL
+	// (tests cut its connection through a proxy).
+	EventsListenURL string
 }
 
 // New builds the whole program from cfg and binds its listener. Stdout receives the setup
@@ -150,6 +185,31 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 	pub := a.Events
 	authSvc := auth.NewService(a.Store, store.NewID)
 	authSvc.SetSessionPolicy(auth.SessionPolicy{Idle: a.cfg.SessionIdle, Absolute: a.cfg.SessionMaxAge})
+	if a.Store.Dialect() == store.Postgres {
+		url := a.cfg.DatabaseURL
+		if opts.EventsListenURL != "" {
+			url = opts.EventsListenURL
+		}
+		a.pgListener = &events.Listener{URL: url, Hub: a.Events, Log: a.log, ChangesChannel: store.ChangesChannel}
+	}
+	if !opts.DisableScopeCache {
+		a.Scopes = newScopeCache(a.pgListener, opts.ScopeCacheTTL)
+		a.Store.OnChange(func(tenants []string) {
+			for _, t := range tenants {
+				a.Scopes.Invalidate(t)
+			}
+		})
+		if a.pgListener != nil {
+			a.pgListener.Changed = a.Scopes.Invalidate
+		}
+		authSvc.SetScopeCache(a.Scopes)
+		if a.metrics != nil {
+			a.metrics.RegisterScopeCache(func() (uint64, uint64, uint64) {
+				st := a.Scopes.Stats()
+				return st.Hits, st.Misses, st.Bypassed
+			})
+		}
+	}
 	a.Auth = authSvc
 	tenants := tenant.NewService(a.Store, keyring, pub, store.NewID)
 	secretSvc := secrets.NewService(a.Store, keyring, a.batcher, pub, policy)
@@ -367,9 +427,8 @@ func (a *App) Serve(ctx context.Context) error {
 		defer close(eventsDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { a.Events.Run(hubCtx) })
-		if a.Store.Dialect() == store.Postgres {
-			l := &events.Listener{URL: a.cfg.DatabaseURL, Hub: a.Events, Log: a.log}
-			wg.Go(func() { l.Run(hubCtx) })
+		if a.pgListener != nil {
+			wg.Go(func() { a.pgListener.Run(hubCtx) })
 		}
 		wg.Go(func() { a.pruneEvents(hubCtx) })
 		wg.Wait()

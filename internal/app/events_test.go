@@ -448,7 +448,7 @@ func TestEventStreamAcrossReplicas(t *testing.T) {
 
 	// B's LISTEN connection is cut: it reconnects and catches up, losing nothing.
 	db := a.rawDB()
-	if _, err := db.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN coffer_events' AND datname = current_database()`); err != nil {
+	if _, err := db.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'coffer-events-listener' AND datname = current_database()`); err != nil {
 		t.Fatal(err)
 	}
 	a.writeSecrets("DURING_", 3)

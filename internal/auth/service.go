@@ -25,6 +25,7 @@ type Service struct {
 	now   func() time.Time
 
 	sessions SessionPolicy
+	scopes   *ScopeCache // nil: every lookup queries the store
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token id > last recorded use, to throttle writes
@@ -61,11 +62,24 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (Principal, erro
 // slugs name for its user in the same query, the path every tenant route takes. The scope
 // is returned only if the caller may see it; anything else is not found.
 func (s *Service) AuthorizeScope(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string) (Principal, tenant.Scope, error) {
+	return s.authorizeScope(ctx, tok, tenantSlug, projectSlug, envSlug, false)
+}
+
+// AuthorizeScopeForRead is AuthorizeScope for a request that changes nothing: the lookup may
+// be answered from the scope cache (see ScopeCache). Writes always ask the database.
+func (s *Service) AuthorizeScopeForRead(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string) (Principal, tenant.Scope, error) {
+	return s.authorizeScope(ctx, tok, tenantSlug, projectSlug, envSlug, true)
+}
+
+// SetScopeCache makes reads use c (see AuthorizeScopeForRead).
+func (s *Service) SetScopeCache(c *ScopeCache) { s.scopes = c }
+
+func (s *Service) authorizeScope(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string, cached bool) (Principal, tenant.Scope, error) {
 	if ValidateToken(tok) != nil {
 		return Principal{}, tenant.Scope{}, ErrBadToken
 	}
 	hash := HashToken(tok)
-	rec, sc, err := s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+	rec, sc, err := s.tokenScope(ctx, hash, tenantSlug, projectSlug, envSlug, cached)
 	if rec.ID == "" {
 		if err == nil || coffer.ErrorCode(err) == coffer.ENOTFOUND {
 			return Principal{}, tenant.Scope{}, ErrBadToken
@@ -77,6 +91,24 @@ func (s *Service) AuthorizeScope(ctx context.Context, tok, tenantSlug, projectSl
 		return Principal{}, tenant.Scope{}, perr
 	}
 	return scoped(p, sc, err)
+}
+
+// tokenScope is the store's TokenScope, through the scope cache when cached is set and the
+// service has one.
+func (s *Service) tokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string, cached bool) (TokenRecord, tenant.Scope, error) {
+	if !cached || s.scopes == nil {
+		return s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+	}
+	k := scopeKey{kind: 't', hash: hash, tenantSlug: tenantSlug, projectSlug: projectSlug, envSlug: envSlug}
+	e, gen, hit, usable := s.scopes.get(k)
+	if hit {
+		return e.tok, e.sc, nil
+	}
+	rec, sc, err := s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+	if usable && err == nil && rec.RevokedAt == nil && rec.User.DisabledAt == nil && tenant.Visible(sc) == nil {
+		s.scopes.put(k, scopeEntry{tenantID: sc.Tenant.ID, tok: rec, sc: sc}, gen)
+	}
+	return rec, sc, err
 }
 
 // scoped finishes a scope lookup for an accepted principal: what the store did not find, or

@@ -173,14 +173,42 @@ func (s *Service) RevokeServiceToken(ctx context.Context, actor audit.Actor, sc 
 	return s.store.RevokeServiceToken(ctx, sc.Project.ID, id, s.now(), e)
 }
 
+// serviceTokenScope is the store's ServiceTokenScope, through the scope cache when cached is
+// set and the service has one.
+func (s *Service) serviceTokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string, cached bool) (ServiceTokenRecord, tenant.Scope, error) {
+	if !cached || s.scopes == nil {
+		return s.store.ServiceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+	}
+	k := scopeKey{kind: 's', hash: hash, tenantSlug: tenantSlug, projectSlug: projectSlug, envSlug: envSlug}
+	e, gen, hit, usable := s.scopes.get(k)
+	if hit {
+		return e.svc, e.sc, nil
+	}
+	rec, sc, err := s.store.ServiceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+	if usable && err == nil && rec.RevokedAt == nil {
+		s.scopes.put(k, scopeEntry{tenantID: sc.Tenant.ID, svc: rec, sc: sc}, gen)
+	}
+	return rec, sc, err
+}
+
 // AuthorizeServiceScope authenticates a service token and resolves the scope the slugs name,
 // limited by the token's grant, in one query. The principal has no user.
 func (s *Service) AuthorizeServiceScope(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string) (Principal, tenant.Scope, error) {
+	return s.authorizeServiceScope(ctx, tok, tenantSlug, projectSlug, envSlug, false)
+}
+
+// AuthorizeServiceScopeForRead is AuthorizeServiceScope for a request that changes nothing:
+// the lookup may be answered from the scope cache (see ScopeCache).
+func (s *Service) AuthorizeServiceScopeForRead(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string) (Principal, tenant.Scope, error) {
+	return s.authorizeServiceScope(ctx, tok, tenantSlug, projectSlug, envSlug, true)
+}
+
+func (s *Service) authorizeServiceScope(ctx context.Context, tok, tenantSlug, projectSlug, envSlug string, cached bool) (Principal, tenant.Scope, error) {
 	if !IsServiceToken(tok) {
 		return Principal{}, tenant.Scope{}, ErrBadServiceToken
 	}
 	hash := HashToken(tok)
-	rec, sc, err := s.store.ServiceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+	rec, sc, err := s.serviceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug, cached)
 	if rec.ID == "" {
 		if err == nil || coffer.ErrorCode(err) == coffer.ENOTFOUND {
 			return Principal{}, tenant.Scope{}, ErrBadServiceToken

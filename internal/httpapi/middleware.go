@@ -156,9 +156,17 @@ func (s *Server) authorizeScope(c *gin.Context) {
 		if !ok {
 			return
 		}
+		// A read may be answered from the replica's scope cache; a write always asks the
+		// database, so that it is authorized against the latest grants.
+		read := c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead
 		authorize := s.auth.AuthorizeScope
-		if auth.IsServiceToken(tok) {
+		switch {
+		case auth.IsServiceToken(tok) && read:
+			authorize = s.auth.AuthorizeServiceScopeForRead
+		case auth.IsServiceToken(tok):
 			authorize = s.auth.AuthorizeServiceScope
+		case read:
+			authorize = s.auth.AuthorizeScopeForRead
 		}
 		p, sc, err = authorize(c.Request.Context(), tok, c.Param("tenant"), c.Param("project"), c.Param("env"))
 		if !s.authenticated(c, p, err) {

@@ -174,6 +174,24 @@ func (m *Metrics) RegisterKeyCache(stats func() (hits, misses uint64)) {
 	)
 }
 
+// RegisterScopeCache exposes the scope cache's lookups: answered from it, asked of the
+// database, and asked of the database because the cache was bypassed (the Postgres listener
+// down or silent).
+func (m *Metrics) RegisterScopeCache(stats func() (hits, misses, bypassed uint64)) {
+	counter := func(name, help string, pick func(h, m, b uint64) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { h, mi, b := stats(); return float64(pick(h, mi, b)) })
+	}
+	m.reg.MustRegister(
+		counter("coffer_scope_cache_hits_total", "Reads whose token and scope came from the scope cache.",
+			func(h, _, _ uint64) uint64 { return h }),
+		counter("coffer_scope_cache_misses_total", "Reads whose token and scope were looked up in the database.",
+			func(_, m, _ uint64) uint64 { return m }),
+		counter("coffer_scope_cache_bypassed_total", "Reads that skipped the scope cache because other replicas' changes may not have been heard.",
+			func(_, _, b uint64) uint64 { return b }),
+	)
+}
+
 // RegisterAuditFailing exposes how many audit chains failed their last background
 // verification, read from failing at each scrape. It panics if called twice.
 func (m *Metrics) RegisterAuditFailing(failing func() int) {

@@ -179,6 +179,14 @@ func writeChained(tx *gorm.DB, entries []audit.Entry) error {
 			c.add(ev.TenantID)
 		}
 	}
+	for i := range entries {
+		if everyTenant[entries[i].Action] && entries[i].Outcome != audit.OutcomeDenied {
+			if err := changed(tx, ""); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	// Read receipts: only the writer knows each entry's place. Should the transaction then
 	// fail to commit, the request fails with it, and no response names the entry.
 	for i := range entries {

@@ -51,6 +51,15 @@ var accessActions = map[string]bool{
 	audit.ActionTenantIdPDelete:     true,
 }
 
+// everyTenant are the access changes to a principal that may reach several tenants (a user,
+// a personal token, a session): whichever tenant's chain records one, every tenant's cached
+// scopes are dropped.
+var everyTenant = map[string]bool{
+	audit.ActionTokenRevoke: true,
+	audit.ActionUserDisable: true,
+	audit.ActionLogout:      true,
+}
+
 // eventRowOf is the event an entry stores, if any; seq and at are the entry's place in its
 // chain.
 func eventRowOf(e *audit.Entry, seq int64, at time.Time) (eventRow, bool) {

@@ -342,7 +342,10 @@ func (s *Store) RollForJob(ctx context.Context, j secrets.Job, owner string, unt
 // lockEnvironment takes the environment's row lock by bumping its revision, which also tells
 // readers holding a cached listing to read again.
 func lockEnvironment(tx *gorm.DB, tenantID, envID string) error {
-	return mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`, tenantID, envID), "environment")
+	if err := mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`, tenantID, envID), "environment"); err != nil {
+		return err
+	}
+	return changed(tx, tenantID)
 }
 
 // ResealBatch implements secrets.JobStore. The row comparison on (secret_id, version) lets

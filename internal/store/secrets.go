@@ -210,8 +210,7 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 		// Bumping the revision first takes the environment's row lock, so concurrent writes
 		// to one environment queue here instead of deadlocking on each other's secret rows;
 		// readers holding a cached listing see the new revision and read again.
-		if err := mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`,
-			w.TenantID, w.EnvID), "environment"); err != nil {
+		if err := lockEnvironment(tx, w.TenantID, w.EnvID); err != nil {
 			return err
 		}
 		keyID, err := s.sealingKey(tx, w)

@@ -47,6 +47,8 @@ type Store struct {
 	heads   headCache // the audit chains' heads this process last saw
 	// onEvents announces committed events (see OnEvents).
 	onEvents atomic.Pointer[func(tenants []string)]
+	// onChange announces committed changes to what credentials resolve to (see OnChange).
+	onChange atomic.Pointer[func(tenants []string)]
 	// writer queues this process's transactions on SQLite (see tx); nil on Postgres.
 	writer chan struct{}
 }
@@ -236,17 +238,24 @@ func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	}
 	var c committed
 	err := dbErr(s.db.WithContext(context.WithValue(ctx, committedKey{}, &c)).Transaction(fn))
-	if err == nil && len(c.tenants) > 0 {
-		if hook := s.onEvents.Load(); hook != nil {
-			(*hook)(c.tenants)
-		}
+	if err != nil {
+		return err
 	}
-	return err
+	// Changes first: a request that starts once the event is announced must not be answered
+	// from a cached scope the change made stale.
+	if hook := s.onChange.Load(); hook != nil && len(c.changed) > 0 {
+		(*hook)(c.changed)
+	}
+	if hook := s.onEvents.Load(); hook != nil && len(c.tenants) > 0 {
+		(*hook)(c.tenants)
+	}
+	return nil
 }
 
 // committed collects, during a transaction, the tenants ("" for the instance) whose events it
-// wrote, to be announced once it has committed.
-type committed struct{ tenants []string }
+// wrote and the tenants whose credentials' scopes it changed ("" for all), to be announced
+// once it has committed.
+type committed struct{ tenants, changed []string }
 
 type committedKey struct{}
 
@@ -254,7 +263,38 @@ func (c *committed) add(tenantID string) {
 	if !slices.Contains(c.tenants, tenantID) {
 		c.tenants = append(c.tenants, tenantID)
 	}
+	c.change(tenantID)
 }
+
+func (c *committed) change(tenantID string) {
+	if !slices.Contains(c.changed, tenantID) {
+		c.changed = append(c.changed, tenantID)
+	}
+}
+
+// changed records, in a transaction, that it changes what credentials of the tenant resolve
+// to ("" for every tenant), so that OnChange's hook hears of it after the commit. Other
+// replicas hear of it through Postgres: the events table's trigger (00015), the environments'
+// revision trigger (00017), or, for "", a notification sent here.
+func changed(tx *gorm.DB, tenantID string) error {
+	if c, ok := tx.Statement.Context.Value(committedKey{}).(*committed); ok {
+		c.change(tenantID)
+	}
+	if tenantID == "" && tx.Dialector.Name() == Postgres {
+		return tx.Exec(`SELECT pg_notify('` + ChangesChannel + `', '')`).Error
+	}
+	return nil
+}
+
+// ChangesChannel is the Postgres notification channel that names, as payload, a tenant whose
+// credentials' scopes changed without a new event (an environment's revision moved), or ""
+// when a change reaches every tenant (a personal token revoked by a tenant's admin).
+const ChangesChannel = "coffer_changes"
+
+// OnChange sets the function told, after each commit that changed what credentials resolve to
+// (access, memberships, environments' revisions), which tenants it changed ("" for all): the
+// in-process invalidation of cached scopes. It must not block.
+func (s *Store) OnChange(hook func(tenants []string)) { s.onChange.Store(&hook) }
 
 // OnEvents sets the function told, after each commit that wrote events, which tenants they
 // belong to: the in-process announcement of new events (Postgres also notifies every replica
