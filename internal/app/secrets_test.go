@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -275,7 +277,9 @@ func TestMovedCiphertextFailsToDecrypt(t *testing.T) {
 }
 
 // TestRevealPagesAuditExactlyWhatWasSent: a page of values records the secrets it returned,
-// not the one read ahead to learn that another page follows.
+// not the one read ahead to learn that another page follows, as the environment's revision,
+// the page and a digest; the audit API lists the names and versions from the history, also
+// after later changes, and notices a history that no longer gives them.
 func TestRevealPagesAuditExactlyWhatWasSent(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *server) {
 		s.withProject()
@@ -290,21 +294,48 @@ func TestRevealPagesAuditExactlyWhatWasSent(t *testing.T) {
 		if items := second.items(); len(items) != 1 || items[0]["name"] != "C" || second.body["next_cursor"] != nil {
 			t.Fatalf("second page = %s", second.raw)
 		}
-		rows, err := s.rawDB().Query(s.q(`SELECT metadata FROM audit_entries WHERE action = ? ORDER BY id`), "secret.reveal")
-		if err != nil {
+		// Later changes: a new version, a deletion, a new secret, a deletion undone.
+		s.must(200, "PUT", envPath+"development/secrets/B", s.owner, map[string]string{"value": "2b"})
+		s.must(http.StatusNoContent, "DELETE", envPath+"development/secrets/A", s.owner, nil)
+		s.must(http.StatusCreated, "PUT", envPath+"development/secrets/D", s.owner, map[string]string{"value": "4"})
+		s.must(http.StatusNoContent, "DELETE", envPath+"development/secrets/C", s.owner, nil)
+		s.must(200, "POST", envPath+"development/secrets/C/restore", s.owner, nil)
+		s.must(200, "GET", envPath+"development/secrets?include=values", s.owner, nil)
+
+		reveals := s.must(200, "GET", auditPath+"?action=secret.reveal&limit=10", s.owner, nil).items()
+		if len(reveals) != 3 {
+			t.Fatalf("%d reveal entries, want 3", len(reveals))
+		}
+		want := []struct {
+			after, secrets string
+			count          float64
+		}{{"", `{"A":1,"B":1}`, 2}, {"B", `{"C":1}`, 1}, {"", `{"B":2,"C":1,"D":1}`, 3}}
+		seqs := make([]string, len(reveals))
+		for i, e := range reveals {
+			md, _ := e["metadata"].(map[string]any)
+			if md["secrets"] != nil || md["after"] != want[i].after || md["count"] != want[i].count || len(str(md["digest"])) != 64 || md["revision"] == nil {
+				t.Fatalf("reveal entry %d metadata = %v", i, md)
+			}
+			seqs[i] = strconv.Itoa(int(e["sequence"].(float64)))
+			r := s.must(200, "GET", auditPath+"/revealed?sequence="+seqs[i], s.owner, nil)
+			if got, _ := json.Marshal(r.body["secrets"]); string(got) != want[i].secrets || r.body["verified"] != true || r.body["digest"] != md["digest"] {
+				t.Fatalf("reveal entry %d lists %s, verified %v (%s), want %s", i, got, r.body["verified"], r.raw, want[i].secrets)
+			}
+		}
+
+		// A history rewritten under the entry: B's first version moved past the read.
+		if _, err := s.rawDB().Exec(`UPDATE secret_versions SET revision = revision + 100 WHERE version = 1 AND secret_id =
+			(SELECT id FROM secrets WHERE name = 'B')`); err != nil {
 			t.Fatal(err)
 		}
-		defer rows.Close()
-		var got []string
-		for rows.Next() {
-			var m string
-			if err := rows.Scan(&m); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, m)
+		r := s.must(200, "GET", auditPath+"/revealed?sequence="+seqs[0], s.owner, nil)
+		if r.body["verified"] != false || str(r.body["reason"]) == "" {
+			t.Fatalf("after the history was rewritten: %s", r.raw)
 		}
-		if len(got) != 2 || got[0] != `{"secrets":{"A":1,"B":1}}` || got[1] != `{"secrets":{"C":1}}` {
-			t.Fatalf("reveal entries = %q", got)
+		writes := s.must(200, "GET", auditPath+"?action=secret.write&limit=1", s.owner, nil).items()
+		seq := strconv.Itoa(int(writes[0]["sequence"].(float64)))
+		if r := s.call("GET", auditPath+"/revealed?sequence="+seq, s.owner, nil); r.status != 422 {
+			t.Fatalf("a write entry: %d %s", r.status, r.raw)
 		}
 	})
 }

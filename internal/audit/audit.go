@@ -7,6 +7,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -155,6 +157,42 @@ func (rs RevealedSet) MarshalJSON() ([]byte, error) {
 		b = strconv.AppendInt(b, int64(r.Version), 10)
 	}
 	return append(b, '}'), nil
+}
+
+// RevealedPage names what a reveal of a page of an environment returned without naming each
+// secret: the environment's revision the page showed, where the page started (the names after
+// After; "" from the first), how many secrets it returned, and Digest. Versions never change
+// and the store records the revision at which each was written, deleted and restored, so the
+// revision and the page identify the same set as the names would (the audit API lists it,
+// checked against the digest), in a record of constant size however large the environment.
+// Its metadata is {"revision":R,"after":"…","count":n,"digest":"<hex>"}.
+type RevealedPage struct {
+	Revision int64
+	After    string
+	Count    int
+	Digest   [32]byte
+}
+
+// Metadata is the reveal entry's metadata for the page.
+func (p RevealedPage) Metadata() map[string]any {
+	return map[string]any{"revision": p.Revision, "after": p.After, "count": p.Count, "digest": hex.EncodeToString(p.Digest[:])}
+}
+
+// RevealedDigest is the SHA-256 of the names and versions, in order, one "NAME=VERSION\n" line
+// each (VERSION in decimal): secret names have neither "=" nor a line break.
+func RevealedDigest(set RevealedSet) [32]byte {
+	h := sha256.New()
+	var line []byte
+	for _, r := range set {
+		line = append(line[:0], r.Name...)
+		line = append(line, '=')
+		line = strconv.AppendInt(line, int64(r.Version), 10)
+		line = append(line, '\n')
+		h.Write(line)
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
 }
 
 // plainName reports whether name needs no JSON escaping; secret names always qualify, but

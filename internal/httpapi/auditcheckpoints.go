@@ -2,9 +2,13 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -30,6 +34,8 @@ type AuditCheckpoints interface {
 // AuditRecords reads a chain's entries as stored, for export (the store).
 type AuditRecords interface {
 	ChainRecords(ctx context.Context, chain string, afterSeq int64, limit int) ([]audit.Record, error)
+	// RevealedAt lists what a compact reveal entry (audit.RevealedPage) names.
+	RevealedAt(ctx context.Context, tenantID, envID string, rev int64, after string, count int) (audit.RevealedSet, error)
 }
 
 type checkpointView struct {
@@ -110,6 +116,105 @@ func (s *Server) auditProof(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, p)
+}
+
+// revealedView answers which secret versions a reveal entry's read returned.
+type revealedView struct {
+	Sequence int64             `json:"sequence"`
+	Target   string            `json:"target"`
+	Revision *int64            `json:"revision"`
+	After    string            `json:"after"`
+	Secrets  audit.RevealedSet `json:"secrets"`
+	Digest   string            `json:"digest,omitempty"`
+	Verified bool              `json:"verified"`
+	Reason   string            `json:"reason,omitempty"`
+}
+
+// auditRevealed lists the names and versions a reveal entry covers. A reveal of a page of an
+// environment is recorded compactly (audit.RevealedPage); its set is listed from the
+// versions' history and checked against the entry's digest: verified is false, with the
+// reason, when the history no longer gives that set. Tenant owners and admins.
+func (s *Server) auditRevealed(c *gin.Context) {
+	sc, ok := s.allowed(c, tenant.ViewAudit)
+	if !ok {
+		return
+	}
+	seq, err := strconv.ParseInt(c.Query("sequence"), 10, 64)
+	if err != nil || seq < 1 {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "sequence must be a positive number"))
+		return
+	}
+	ctx := c.Request.Context()
+	recs, err := s.auditRecords.ChainRecords(ctx, sc.Tenant.ID, seq-1, 1)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if len(recs) == 0 || recs[0].Seq != seq {
+		s.fail(c, coffer.Errorf(coffer.ENOTFOUND, "no audit entry %d", seq))
+		return
+	}
+	e := recs[0].Chained
+	var md struct {
+		Secrets  json.RawMessage `json:"secrets"`
+		Revision *int64          `json:"revision"`
+		After    string          `json:"after"`
+		Count    int             `json:"count"`
+		Digest   string          `json:"digest"`
+	}
+	if e.Action != audit.ActionSecretReveal || json.Unmarshal([]byte(e.Metadata), &md) != nil {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "audit entry %d is not a reveal", seq))
+		return
+	}
+	v := revealedView{Sequence: seq, Target: e.Target, Revision: md.Revision, After: md.After}
+	if md.Revision == nil { // the names are in the entry itself
+		set, err := orderedSet(md.Secrets)
+		if err != nil {
+			s.fail(c, coffer.Errorf(coffer.EINVALID, "audit entry %d is not a reveal", seq))
+			return
+		}
+		v.Secrets, v.Verified = set, true
+		c.JSON(http.StatusOK, v)
+		return
+	}
+	set, err := s.auditRecords.RevealedAt(ctx, sc.Tenant.ID, e.TargetID, *md.Revision, md.After, md.Count)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	d := audit.RevealedDigest(set)
+	v.Secrets, v.Digest = set, md.Digest
+	switch {
+	case len(set) != md.Count:
+		v.Reason = fmt.Sprintf("the history gives %d secrets where the entry counted %d (was the environment deleted?)", len(set), md.Count)
+	case hex.EncodeToString(d[:]) != md.Digest:
+		v.Reason = "the history's names and versions do not match the entry's digest"
+	default:
+		v.Verified = true
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+// orderedSet reads a verbose reveal entry's {"NAME":version,…} in the entry's order.
+func orderedSet(raw json.RawMessage) (audit.RevealedSet, error) {
+	var out audit.RevealedSet
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not an object")
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		var version int
+		if err := dec.Decode(&version); err != nil {
+			return nil, err
+		}
+		out = append(out, audit.Revealed{Name: name, Version: version})
+	}
+	return out, nil
 }
 
 // exportPage is how many entries an export reads at a time; exportWriteTime is how long a

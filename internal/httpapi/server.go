@@ -268,6 +268,7 @@ func (s *Server) routes() *gin.Engine {
 	t.POST("/audit/checkpoints", s.makeCheckpoint)
 	t.GET("/audit/export", s.exportAudit)
 	t.GET("/audit/proof", s.auditProof)
+	t.GET("/audit/revealed", s.auditRevealed)
 	t.GET("/tokens", s.listTenantTokens)
 	t.DELETE("/tokens/:id", s.revokeTenantToken)
 	t.GET("/projects", s.listProjects)

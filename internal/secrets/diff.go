@@ -166,7 +166,7 @@ func (s *Service) readAll(ctx context.Context, sc tenant.Scope) (map[string]open
 	var o opener
 	defer o.wipe()
 	for {
-		recs, more, err := s.page(ctx, sc, opts)
+		recs, _, more, err := s.page(ctx, sc, opts)
 		if err != nil {
 			wipeValues(out)
 			return nil, err

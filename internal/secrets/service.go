@@ -98,9 +98,10 @@ type ListOptions struct {
 // Store persists secrets. Every method is scoped by tenant and environment.
 type Store interface {
 	KeyStore
-	// List returns one page of secrets at their latest version in one query; with
-	// opts.WithValues it includes the ciphertexts.
-	List(ctx context.Context, tenantID, envID string, opts ListOptions) ([]Record, error)
+	// List returns one page of secrets at their latest version in one query, and the
+	// environment's revision they are at (0 when the page is empty); with opts.WithValues it
+	// includes the ciphertexts.
+	List(ctx context.Context, tenantID, envID string, opts ListOptions) ([]Record, int64, error)
 	// Get returns a secret at a version (0: latest) with its ciphertext; ENOTFOUND if the
 	// secret or version does not exist.
 	Get(ctx context.Context, tenantID, envID, name string, version int) (Record, error)
@@ -150,22 +151,30 @@ func NewService(store Store, keys *Keyring, auditor Auditor, pub coffer.Publishe
 }
 
 // page reads a page of opts.Limit records, from the listing cache when the environment is
-// unchanged since it was filled; more reports whether another page follows.
-func (s *Service) page(ctx context.Context, sc tenant.Scope, opts ListOptions) (recs []Record, more bool, err error) {
+// unchanged since it was filled; rev is the environment's revision the page shows, and more
+// reports whether another page follows.
+func (s *Service) page(ctx context.Context, sc tenant.Scope, opts ListOptions) (recs []Record, rev int64, more bool, err error) {
 	fetch := opts
 	fetch.Limit++ // one more than the page, to learn whether another follows
 	key := listKey(sc.Environment.ID, fetch)
-	recs, ok := s.lists.get(key, sc.Environment.Revision)
+	rev = sc.Environment.Revision
+	recs, ok := s.lists.get(key, rev)
 	if !ok {
-		if recs, err = s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, fetch); err != nil {
-			return nil, false, err
+		var at int64
+		if recs, at, err = s.store.List(ctx, sc.Tenant.ID, sc.Environment.ID, fetch); err != nil {
+			return nil, 0, false, err
 		}
-		s.lists.put(key, sc.Environment.Revision, recs)
+		// A change may have committed since the scope was read: the listing names the
+		// revision it really shows. An empty one names none, and shows nothing to audit.
+		if at != 0 {
+			rev = at
+		}
+		s.lists.put(key, rev, recs)
 	}
 	if len(recs) > opts.Limit {
-		return recs[:opts.Limit], true, nil
+		return recs[:opts.Limit], rev, true, nil
 	}
-	return recs, false, nil
+	return recs, rev, false, nil
 }
 
 // List returns a page of secrets' metadata, never values (those come only through Reveal);
@@ -175,7 +184,7 @@ func (s *Service) List(ctx context.Context, sc tenant.Scope, opts ListOptions) (
 	if err := tenant.Authorize(sc, tenant.ViewSecrets); err != nil {
 		return nil, false, err
 	}
-	recs, more, err := s.page(ctx, sc, opts)
+	recs, _, more, err := s.page(ctx, sc, opts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -188,14 +197,15 @@ func (s *Service) List(ctx context.Context, sc tenant.Scope, opts ListOptions) (
 
 // Reveal opens a page of secrets and hands each, with its value, to fn. The value is valid
 // only during the call and wiped after it: fn copies what it keeps. Once every value opened,
-// one reveal entry naming each secret and version is made durable; only then does Reveal
-// return nil. On an error, the caller must discard whatever fn produced.
+// one reveal entry naming the page (audit.RevealedPage: the environment's revision, the
+// page's start and length, a digest of the names and versions) is made durable; only then
+// does Reveal return nil. On an error, the caller must discard whatever fn produced.
 func (s *Service) Reveal(ctx context.Context, actor audit.Actor, sc tenant.Scope, opts ListOptions, fn func(sec *Secret, value []byte)) (more bool, err error) {
 	if err := tenant.Authorize(sc, tenant.ReadSecrets); err != nil {
 		return false, err
 	}
 	opts.WithValues, opts.IncludeDeleted = true, false
-	recs, more, err := s.page(ctx, sc, opts)
+	recs, rev, more, err := s.page(ctx, sc, opts)
 	if err != nil {
 		return false, err
 	}
@@ -213,7 +223,8 @@ func (s *Service) Reveal(ctx context.Context, actor audit.Actor, sc tenant.Scope
 		revealed[i] = audit.Revealed{Name: recs[i].Name, Version: recs[i].Version}
 	}
 	if len(recs) > 0 {
-		e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "environment", sc.Environment.ID, sc.Path(), map[string]any{"secrets": revealed})
+		page := audit.RevealedPage{Revision: rev, After: opts.After, Count: len(recs), Digest: audit.RevealedDigest(revealed)}
+		e := actor.New(audit.ActionSecretReveal, sc.Tenant.ID, "environment", sc.Environment.ID, sc.Path(), page.Metadata())
 		if err := s.reveal(ctx, e); err != nil {
 			return false, err
 		}

@@ -342,10 +342,21 @@ func (s *Store) RollForJob(ctx context.Context, j secrets.Job, owner string, unt
 // lockEnvironment takes the environment's row lock by bumping its revision, which also tells
 // readers holding a cached listing to read again.
 func lockEnvironment(tx *gorm.DB, tenantID, envID string) error {
-	if err := mustAffect(tx.Exec(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ?`, tenantID, envID), "environment"); err != nil {
-		return err
+	_, err := bumpRevision(tx, tenantID, envID)
+	return err
+}
+
+// bumpRevision is lockEnvironment, returning the environment's new revision.
+func bumpRevision(tx *gorm.DB, tenantID, envID string) (int64, error) {
+	var rev []int64
+	if err := tx.Raw(`UPDATE environments SET revision = revision + 1 WHERE tenant_id = ? AND id = ? RETURNING revision`,
+		tenantID, envID).Scan(&rev).Error; err != nil {
+		return 0, err
 	}
-	return changed(tx, tenantID)
+	if len(rev) == 0 {
+		return 0, notFound("environment")
+	}
+	return rev[0], changed(tx, tenantID)
 }
 
 // ResealBatch implements secrets.JobStore. The row comparison on (secret_id, version) lets

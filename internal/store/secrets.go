@@ -37,13 +37,15 @@ func (r *secretRow) record() secrets.Record {
 const secretCols = `s.name, v.version, v.note, v.created_by, s.created_at, v.created_at AS version_created_at, s.deleted_at`
 
 // List implements secrets.Store: one index range scan over the secret rows, which carry
-// their latest version.
-func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.ListOptions) ([]secrets.Record, error) {
-	cols := `s.name, s.latest_version, s.note, s.updated_by, s.created_at, s.updated_at, s.deleted_at`
+// their latest version, joined to the environment's row for the revision they are at (one
+// statement sees one snapshot, so the two agree).
+func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.ListOptions) ([]secrets.Record, int64, error) {
+	cols := `e.revision, s.name, s.latest_version, s.note, s.updated_by, s.created_at, s.updated_at, s.deleted_at`
 	if opts.WithValues {
 		cols += ", s.ciphertext"
 	}
-	q := `SELECT ` + cols + ` FROM secrets s WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name > ?`
+	q := `SELECT ` + cols + ` FROM secrets s JOIN environments e ON e.id = s.environment_id
+		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name > ?`
 	if !opts.IncludeDeleted {
 		q += ` AND s.deleted_at IS NULL`
 	}
@@ -52,25 +54,30 @@ func (s *Store) List(ctx context.Context, tenantID, envID string, opts secrets.L
 	// reflection, which costs more than the query itself for a hundred rows.
 	rows, err := s.db.WithContext(ctx).Raw(q, tenantID, envID, opts.After, opts.Limit).Rows()
 	if err != nil {
-		return nil, dbErr(err)
+		return nil, 0, dbErr(err)
 	}
 	defer rows.Close()
 	out := make([]secrets.Record, 0, min(opts.Limit, 128))
+	var rev int64
 	for rows.Next() {
 		var r secretRow
-		dst := []any{&r.Name, &r.Version, &r.Note, &r.CreatedBy, &r.CreatedAt, &r.VersionCreatedAt, &r.DeletedAt}
+		dst := []any{&rev, &r.Name, &r.Version, &r.Note, &r.CreatedBy, &r.CreatedAt, &r.VersionCreatedAt, &r.DeletedAt}
 		if opts.WithValues {
 			dst = append(dst, &r.Ciphertext)
 		}
 		if err := rows.Scan(dst...); err != nil {
-			return nil, dbErr(err)
+			return nil, 0, dbErr(err)
 		}
 		out = append(out, r.record())
 	}
 	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
+		return nil, 0, dbErr(err)
 	}
-	return out, nil
+	// Listings are cached: a page of 10 must not keep room for 128.
+	if cap(out)-len(out) > 8 {
+		out = slices.Clone(out)
+	}
+	return out, rev, nil
 }
 
 // Get implements secrets.Store.
@@ -166,9 +173,11 @@ func (s *Store) Destroy(ctx context.Context, tenantID, envID, name string, versi
 	return destroyed, nil
 }
 
-// endDeletion records that a deleted secret exists again from at.
-func endDeletion(tx *gorm.DB, secretID string, at time.Time) error {
-	return tx.Exec(`UPDATE secret_deletions SET restored_at = ? WHERE secret_id = ? AND restored_at IS NULL`, at, secretID).Error
+// endDeletion records that a deleted secret exists again from at, the environment's revision
+// rev.
+func endDeletion(tx *gorm.DB, secretID string, at time.Time, rev int64) error {
+	return tx.Exec(`UPDATE secret_deletions SET restored_at = ?, restored_revision = ? WHERE secret_id = ? AND restored_at IS NULL`,
+		at, rev, secretID).Error
 }
 
 // StateAt implements secrets.Store: each secret of the environment that existed at at (not
@@ -210,7 +219,8 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 		// Bumping the revision first takes the environment's row lock, so concurrent writes
 		// to one environment queue here instead of deadlocking on each other's secret rows;
 		// readers holding a cached listing see the new revision and read again.
-		if err := lockEnvironment(tx, w.TenantID, w.EnvID); err != nil {
+		rev, err := bumpRevision(tx, w.TenantID, w.EnvID)
+		if err != nil {
 			return err
 		}
 		keyID, err := s.sealingKey(tx, w)
@@ -264,13 +274,13 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 						return err
 					}
 					if cur.DeletedAt != nil { // writing a deleted secret brings it back
-						if err := endDeletion(tx, id, now); err != nil {
+						if err := endDeletion(tx, id, now, rev); err != nil {
 							return err
 						}
 					}
 				}
-				if err := tx.Exec(`INSERT INTO secret_versions (secret_id, version, ciphertext, note, created_by, created_at)
-					VALUES (?, ?, ?, ?, ?, ?)`, id, r.Version, ct, c.Note, w.Author, now).Error; err != nil {
+				if err := tx.Exec(`INSERT INTO secret_versions (secret_id, version, ciphertext, note, created_by, created_at, revision)
+					VALUES (?, ?, ?, ?, ?, ?, ?)`, id, r.Version, ct, c.Note, w.Author, now, rev).Error; err != nil {
 					return conflictAs(err, "secret %s was changed concurrently; retry", c.Name)
 				}
 				puts++
@@ -282,7 +292,7 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 				if err := tx.Exec(`UPDATE secrets SET deleted_at = ? WHERE id = ?`, now, cur.ID).Error; err != nil {
 					return err
 				}
-				if err := tx.Exec(`INSERT INTO secret_deletions (secret_id, deleted_at) VALUES (?, ?)`, cur.ID, now).Error; err != nil {
+				if err := tx.Exec(`INSERT INTO secret_deletions (secret_id, deleted_at, deleted_revision) VALUES (?, ?, ?)`, cur.ID, now, rev).Error; err != nil {
 					return err
 				}
 			case secrets.OpRestore:
@@ -296,7 +306,7 @@ func (s *Store) Apply(ctx context.Context, w secrets.Write) ([]secrets.Result, e
 				if err := tx.Exec(`UPDATE secrets SET deleted_at = NULL WHERE id = ?`, cur.ID).Error; err != nil {
 					return err
 				}
-				if err := endDeletion(tx, cur.ID, now); err != nil {
+				if err := endDeletion(tx, cur.ID, now, rev); err != nil {
 					return err
 				}
 			}
@@ -370,4 +380,30 @@ func rollKey(tx *gorm.DB, tenantID, envID string, key tenant.WrappedKey) error {
 	}
 	res := tx.Exec(`UPDATE environments SET current_key_id = ? WHERE tenant_id = ? AND id = ?`, key.ID, tenantID, envID)
 	return mustAffect(res, "environment")
+}
+
+// RevealedAt lists what a reveal of a page of an environment returned (audit.RevealedPage):
+// the first count secrets named after after that existed at the environment's revision rev,
+// each at its newest version written by then. Rows written before versions recorded their
+// revision (migration 00018) count as revision 0.
+func (s *Store) RevealedAt(ctx context.Context, tenantID, envID string, rev int64, after string, count int) (audit.RevealedSet, error) {
+	var rows []struct {
+		Name    string
+		Version int
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT s.name, v.version FROM secrets s
+		JOIN secret_versions v ON v.secret_id = s.id AND v.version =
+			(SELECT MAX(w.version) FROM secret_versions w WHERE w.secret_id = s.id AND COALESCE(w.revision, 0) <= ?)
+		WHERE s.tenant_id = ? AND s.environment_id = ? AND s.name > ?
+		AND NOT EXISTS (SELECT 1 FROM secret_deletions d WHERE d.secret_id = s.id AND COALESCE(d.deleted_revision, 0) <= ?
+			AND (d.restored_at IS NULL OR COALESCE(d.restored_revision, 0) > ?))
+		ORDER BY s.name LIMIT ?`, rev, tenantID, envID, after, rev, rev, count).Scan(&rows).Error
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out := make(audit.RevealedSet, len(rows))
+	for i, r := range rows {
+		out[i] = audit.Revealed{Name: r.Name, Version: r.Version}
+	}
+	return out, nil
 }
