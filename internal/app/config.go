@@ -71,6 +71,8 @@ type Config struct {
 	AllowedOrigins []string
 	EventRetention time.Duration
 	EventMaxRows   int64
+	// KeyCacheSize bounds the unwrapped data keys kept in memory.
+	KeyCacheSize int
 	// Profiling serves Go's profiles on the metrics listener (measurement only).
 	Profiling bool
 }
@@ -145,6 +147,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	str(&verifyInterval, "audit-verify-interval", "COFFER_AUDIT_VERIFY_INTERVAL", "1h", "how often every audit chain is verified in the background (failures: error log and metric)")
 	boolean(&c.WebhookAllowPrivate, "webhook-allow-private", "COFFER_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach loopback, private and link-local addresses (refused by default)")
 	boolean(&c.Profiling, "pprof", "COFFER_PPROF", "also serve Go's profiles (/debug/pprof/) on the metrics listener, for measuring; never on a public address")
+	var keyCacheSize string
+	str(&keyCacheSize, "key-cache-size", "COFFER_KEY_CACHE_SIZE", "16384", "unwrapped data keys kept in memory at most (one per environment read lately; a miss calls the KMS)")
 	var allowedOrigins, eventRetention, eventMaxRows string
 	str(&allowedOrigins, "allowed-origins", "COFFER_ALLOWED_ORIGINS", "", "comma-separated origins (https://host[:port]) besides the base URL's whose pages may open the event stream")
 	str(&eventRetention, "event-retention", "COFFER_EVENT_RETENTION", "168h", "how long events are kept for streams to resume from")
@@ -186,6 +190,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.EventMaxRows, err = strconv.ParseInt(eventMaxRows, 10, 64); err != nil || c.EventMaxRows < 1000 {
 		return Config{}, fmt.Errorf("COFFER_EVENT_MAX_ROWS must be an integer of at least 1000")
+	}
+	if c.KeyCacheSize, err = strconv.Atoi(keyCacheSize); err != nil || c.KeyCacheSize < 16 || c.KeyCacheSize > 1_000_000 {
+		return Config{}, fmt.Errorf("COFFER_KEY_CACHE_SIZE must be an integer from 16 to 1000000")
 	}
 	if c.Profiling && c.MetricsListen == "" {
 		return Config{}, fmt.Errorf("COFFER_PPROF serves profiles on the metrics listener: set COFFER_METRICS_LISTEN too")

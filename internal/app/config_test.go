@@ -60,6 +60,7 @@ func TestConfigDefaults(t *testing.T) {
 		AuditVerifyInterval:     time.Hour,
 		EventRetention:          7 * 24 * time.Hour,
 		EventMaxRows:            1000000,
+		KeyCacheSize:            16384,
 	}
 	cfgSamePath(t, "MasterKeyFile", c.MasterKeyFile, "./coffer-data/master.key")
 	// An empty BaseURL means "http://" plus the address actually bound, which for the
@@ -138,6 +139,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 		AllowedOrigins:          []string{"https://app.example.com", "http://localhost:3000"},
 		EventRetention:          24 * time.Hour,
 		EventMaxRows:            5000,
+		KeyCacheSize:            16384,
 	}
 	if got := cfgMustParse(t, nil, env); !reflect.DeepEqual(got, want) {
 		t.Errorf("from env:\n got %+v\nwant %+v", got, want)

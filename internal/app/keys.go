@@ -284,7 +284,7 @@ func openKeyring(ctx context.Context, cfg Config, st *store.Store, log *slog.Log
 	if err != nil {
 		return nil, false, err
 	}
-	cacheOpts := crypto.CacheOptions{}
+	cacheOpts := crypto.CacheOptions{MaxEntries: cfg.KeyCacheSize}
 	if opts.DisableKeyCache {
 		cacheOpts.Disabled = true
 	}

@@ -4,13 +4,15 @@ import (
 	"container/list"
 	"strconv"
 	"sync"
+	"unsafe"
 )
 
 // listCache keeps recent environment listings as the store returned them: metadata and
 // ciphertexts, never plaintext. An entry is valid only for the environment revision it was
-// read at; the revision comes from the scope query every request runs anyway, so a listing
-// changed by any replica is read again on the next request. This is what makes an audited
-// read of a whole environment one query plus the audit append.
+// read at; the revision comes with the request's scope (from the scope query, or the scope
+// cache, which drops a tenant's entries whenever a revision moves), so a listing changed by any
+// replica is read again once this replica has heard of the change (README, Read path). This is
+// what makes an audited read of a whole environment the audit append and nothing else.
 type listCache struct {
 	mu       sync.Mutex
 	maxBytes int
@@ -25,6 +27,10 @@ type listEntry struct {
 	recs     []Record
 	size     int
 }
+
+// recordOverhead is what a cached record costs besides its strings' bytes: the struct itself,
+// and the allocation headers and rounding of its strings.
+const recordOverhead = int(unsafe.Sizeof(Record{})) + 64
 
 func newListCache(maxBytes int) *listCache {
 	return &listCache{maxBytes: maxBytes, entries: map[string]*list.Element{}, order: list.New()}
@@ -53,7 +59,7 @@ func (c *listCache) get(key string, revision int64) ([]Record, bool) {
 func (c *listCache) put(key string, revision int64, recs []Record) {
 	size := len(key)
 	for i := range recs {
-		size += len(recs[i].Name) + len(recs[i].Note) + len(recs[i].CreatedBy) + len(recs[i].Ciphertext) + 128
+		size += len(recs[i].Name) + len(recs[i].Note) + len(recs[i].CreatedBy) + len(recs[i].Ciphertext) + recordOverhead
 	}
 	if size > c.maxBytes/8 {
 		return // one huge listing must not flush everything else
