@@ -5,7 +5,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1 -timeout 12m
 PKGS := ./...
 
-.PHONY: test vet fmt-check postgres run bench bench-crypto bench-load bench-keys bench-events build dex fuzz restore-drill lint-deploy
+.PHONY: test vet fmt-check postgres run bench bench-crypto bench-load bench-growth bench-keys bench-events build dex fuzz restore-drill lint-deploy
 
 test: postgres dex vet fmt-check lint-deploy
 	$(GO) test $(GOFLAGS_TEST) $(PKGS)
@@ -91,6 +91,30 @@ bench-load:
 	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y wrk >/dev/null || \
 		echo "bench-load: could not install wrk; using the project's own generator"
 	$(GO) run ./tools/loadbench -duration $(BENCH_DURATION) -connections $(BENCH_CONNS)
+
+# How the audited read's cost grows (issue 16, item 3), on SQLite and Postgres, each point a
+# bench-load run: with the values in the environment (10, 100, 1,000 at 64 connections), with
+# the connections (16, 64, 256 at 100 values) and with the environments read round-robin
+# (1 vs 10,000 of 10 values; the 10,000 read once cold, after a restart, then warm). Points
+# shared by two series (100 values at 64 connections; 10 values in one environment) run once.
+# The server and loadbench are built once. About 6 minutes on 2 cores; the summary table at
+# the end gathers every run. Not part of bench.
+GROWTH_DURATION ?= 5s
+GROWTH_WARMUP ?= 2s
+bench-growth: postgres
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y wrk >/dev/null || \
+		echo "bench-growth: could not install wrk; using the project's own generator"
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(GO) build -o $$tmp/coffer-server ./cmd/server && $(GO) build -o $$tmp/loadbench ./tools/loadbench && \
+	lb="$$tmp/loadbench -server $$tmp/coffer-server -duration $(GROWTH_DURATION) -warmup $(GROWTH_WARMUP) -summary $$tmp/summary" && \
+	rc=0 && \
+	for v in 10 100 1000; do echo "== $$v values, 64 connections"; $$lb -values $$v -connections 64 || rc=1; done && \
+	for c in 16 256; do echo "== 100 values, $$c connections"; $$lb -values 100 -connections $$c || rc=1; done && \
+	echo "== 10,000 environments of 10 values, 64 connections" && \
+	{ $$lb -values 10 -environments 10000 -connections 64 || rc=1; } && \
+	echo && echo "== growth summary ($(GROWTH_DURATION) measured after $(GROWTH_WARMUP) warm-up per point)" && \
+	{ head -n 1 $$tmp/summary; tail -n +2 $$tmp/summary | sort -s -k1,1; } && \
+	exit $$rc
 
 # With the key-encryption key in AWS KMS (the KMS test server): reads of the same environment
 # with the data-key cache warm and disabled, on SQLite and Postgres, counting KMS Decrypt calls;

@@ -1,9 +1,11 @@
 // Package loadgen owns the closed-loop HTTP load generator behind
 // `make bench`: a fixed set of workers, each on its own keep-alive
-// connection, issue GETs back to back against one URL and the package
-// reports throughput, latency percentiles and failures for the measured
-// window. It exists to compare endpoints (e.g. an audited secrets read
-// against a bare handler) under identical client behaviour.
+// connection, issue GETs back to back against one URL (or a list of paths
+// on one host, in turn) and the package reports throughput, latency
+// percentiles and failures for the measured window. It exists to compare
+// endpoints (e.g. an audited secrets read against a bare handler) under
+// identical client behaviour. Sweep is the single pass over the paths that
+// measures a cold cache.
 //
 // The target URL and request headers routinely carry credentials, so
 // nothing in this package prints, logs or embeds them in errors.
@@ -20,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,7 +34,13 @@ const (
 
 // Options configures a Run. Zero values select the documented defaults.
 type Options struct {
-	URL         string
+	URL string
+	// Paths, when not empty, replace URL's path and query: each request
+	// takes the next of them (each a path with its query, if any) on URL's
+	// scheme and host, round-robin over all workers. A load spread over many
+	// resources (one read per environment) exercises caches as one URL
+	// cannot.
+	Paths       []string
 	Header      http.Header   // e.g. Authorization; never printed
 	Connections int           // concurrent workers, each with its own keep-alive connection (default 64)
 	Duration    time.Duration // measured time (default 10s)
@@ -80,18 +89,12 @@ func round3(d time.Duration) time.Duration {
 // request in the measured window succeeded, or when ctx was cancelled (the
 // partial Result is still returned so a caller can report it).
 func Run(ctx context.Context, opts Options) (Result, error) {
-	o, base, err := opts.prepare()
+	o, targets, err := opts.prepare()
 	if err != nil {
 		return Result{}, err
 	}
-	client := o.Client
-	if client == nil {
-		tr := newTransport(o.Connections)
-		// Leaving idle keep-alive connections behind would leak one
-		// goroutine pair per worker into whatever runs next.
-		defer tr.CloseIdleConnections()
-		client = &http.Client{Transport: tr}
-	}
+	client, done := o.client()
+	defer done()
 
 	start := time.Now()
 	from := start.Add(o.Warmup)
@@ -107,7 +110,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		w := &workers[i]
 		w.hist = newHistogram()
 		w.status = make(map[int]int64)
-		wg.Go(func() { w.run(runCtx, client, base, from, until) })
+		wg.Go(func() { w.run(runCtx, client, targets, from, until) })
 	}
 	wg.Wait()
 
@@ -121,20 +124,81 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		res.RPS = float64(res.Requests) / res.Elapsed.Seconds()
 	}
 
+	return res, outcome(ctx, res, workers)
+}
+
+// Sweep requests every target exactly once, URL alone or each of Paths in
+// order, with Connections workers, and reports the whole pass (Duration and
+// Warmup do not apply). It measures what a timed run buries under its later
+// requests: the first read of each resource, as after a restart with empty
+// caches. The errors are Run's.
+func Sweep(ctx context.Context, opts Options) (Result, error) {
+	o, targets, err := opts.prepare()
+	if err != nil {
+		return Result{}, err
+	}
+	client, done := o.client()
+	defer done()
+
+	start := time.Now()
+	workers := make([]worker, min(o.Connections, len(targets.reqs)))
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &workers[i]
+		w.hist = newHistogram()
+		w.status = make(map[int]int64)
+		wg.Go(func() { w.sweep(ctx, client, targets) })
+	}
+	wg.Wait()
+	res := merge(workers)
+	res.Elapsed = time.Since(start)
+	res.RPS = float64(res.Requests) / res.Elapsed.Seconds()
+	return res, outcome(ctx, res, workers)
+}
+
+// outcome is the error a finished run returns with its result: the
+// caller's cancellation, or the absence of any successful request.
+func outcome(ctx context.Context, res Result, workers []worker) error {
 	if err := ctx.Err(); err != nil {
-		return res, err
+		return err
 	}
 	if res.Requests == 0 {
 		if res.Errors == 0 {
-			return res, errors.New("loadgen: no request completed within the measured window")
+			return errors.New("loadgen: no request completed within the measured window")
 		}
-		return res, fmt.Errorf("loadgen: all %d requests failed; first failure: %v; status counts: %s",
+		return fmt.Errorf("loadgen: all %d requests failed; first failure: %v; status counts: %s",
 			res.Errors, firstFailure(workers), formatStatus(res.Status))
 	}
-	return res, nil
+	return nil
 }
 
-func (opts Options) prepare() (Options, *http.Request, error) {
+// client is o.Client, or a new one sized for o.Connections; done releases
+// what a new one holds.
+func (o Options) client() (c *http.Client, done func()) {
+	if o.Client != nil {
+		return o.Client, func() {}
+	}
+	tr := newTransport(o.Connections)
+	// Leaving idle keep-alive connections behind would leak one goroutine
+	// pair per worker into whatever runs next.
+	return &http.Client{Transport: tr}, tr.CloseIdleConnections
+}
+
+// targets hands out the prepared requests in turn. One counter shared by
+// all workers keeps the order round-robin over the whole list, whichever
+// worker is free first, and tells Sweep when every request has been sent.
+type targets struct {
+	reqs []*http.Request
+	next atomic.Uint64
+}
+
+// take returns the request for the n-th send (counting from 0) and that n.
+func (t *targets) take() (*http.Request, uint64) {
+	n := t.next.Add(1) - 1
+	return t.reqs[n%uint64(len(t.reqs))], n
+}
+
+func (opts Options) prepare() (Options, *targets, error) {
 	o := opts
 	if o.URL == "" {
 		return o, nil, errors.New("loadgen: URL is required")
@@ -186,7 +250,23 @@ func (opts Options) prepare() (Options, *http.Request, error) {
 		base.Host = h
 		base.Header.Del("Host")
 	}
-	return o, base, nil
+	if len(o.Paths) == 0 {
+		return o, &targets{reqs: []*http.Request{base}}, nil
+	}
+	t := &targets{reqs: make([]*http.Request, len(o.Paths))}
+	for i, p := range o.Paths {
+		// Parsed on their own (not resolved against URL) so that a path is
+		// taken as written, and must be one: a full URL would send the
+		// load, and the headers, elsewhere.
+		pu, err := url.ParseRequestURI(p)
+		if err != nil || pu.Scheme != "" || pu.Host != "" {
+			return o, nil, fmt.Errorf("loadgen: Paths[%d] is not an absolute path", i)
+		}
+		r := base.Clone(context.Background())
+		r.URL.Path, r.URL.RawPath, r.URL.RawQuery = pu.Path, pu.RawPath, pu.RawQuery
+		t.reqs[i] = r
+	}
+	return o, t, nil
 }
 
 func newTransport(conns int) *http.Transport {
@@ -225,8 +305,9 @@ type worker struct {
 	firstAt  time.Time
 }
 
-func (w *worker) run(ctx context.Context, c *http.Client, base *http.Request, from, until time.Time) {
+func (w *worker) run(ctx context.Context, c *http.Client, t *targets, from, until time.Time) {
 	for ctx.Err() == nil {
+		base, _ := t.take()
 		// Clone per request: a Client with a cookie jar mutates the request
 		// headers, and the base is shared by all workers.
 		req := base.Clone(ctx)
@@ -241,18 +322,39 @@ func (w *worker) run(ctx context.Context, c *http.Client, base *http.Request, fr
 		if t1.Before(from) || !t1.Before(until) {
 			continue
 		}
-		if err != nil {
-			w.fail(t1, sanitize(err))
-			continue
+		w.record(code, n, err, t0, t1)
+	}
+}
+
+// sweep sends targets in turn until each has been sent once.
+func (w *worker) sweep(ctx context.Context, c *http.Client, t *targets) {
+	for ctx.Err() == nil {
+		base, n := t.take()
+		if n >= uint64(len(t.reqs)) {
+			return
 		}
-		w.status[code]++
-		w.bytes += n
-		if code >= 200 && code < 300 {
-			w.ok++
-			w.hist.record(t1.Sub(t0))
-		} else {
-			w.fail(t1, fmt.Errorf("HTTP status %d %s", code, http.StatusText(code)))
+		t0 := time.Now()
+		code, size, err := fetch(c, base.Clone(ctx))
+		if err != nil && ctx.Err() != nil {
+			return
 		}
+		w.record(code, size, err, t0, time.Now())
+	}
+}
+
+// record counts one request sent at t0 and answered (or failed) at t1.
+func (w *worker) record(code int, n int64, err error, t0, t1 time.Time) {
+	if err != nil {
+		w.fail(t1, sanitize(err))
+		return
+	}
+	w.status[code]++
+	w.bytes += n
+	if code >= 200 && code < 300 {
+		w.ok++
+		w.hist.record(t1.Sub(t0))
+	} else {
+		w.fail(t1, fmt.Errorf("HTTP status %d %s", code, http.StatusText(code)))
 	}
 }
 

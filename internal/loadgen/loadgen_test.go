@@ -3,10 +3,12 @@ package loadgen_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,6 +272,8 @@ func TestRunBadOptions(t *testing.T) {
 		"negative conns":     func(o *loadgen.Options) { o.Connections = -1 },
 		"negative duration":  func(o *loadgen.Options) { o.Duration = -time.Second },
 		"negative warmup":    func(o *loadgen.Options) { o.Warmup = -time.Second },
+		"full URL in Paths":  func(o *loadgen.Options) { o.Paths = []string{"/ok", "http://elsewhere/secret"} },
+		"relative path":      func(o *loadgen.Options) { o.Paths = []string{"secret"} },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -385,5 +389,111 @@ func TestResultString(t *testing.T) {
 	}
 	if got := (loadgen.Result{}).String(); got != "0 req/s  p50=0s p90=0s p99=0s max=0s errors=0" {
 		t.Errorf("zero String() = %q", got)
+	}
+}
+
+// pathCounter is a server that counts requests per path and query, answering 500 for the
+// paths in fail and 401 without the expected header.
+func pathCounter(t *testing.T, fail ...string) (*httptest.Server, func() map[string]int) {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.RequestURI()]++
+		mu.Unlock()
+		switch {
+		case r.Header.Get("Authorization") != "Bearer abc":
+			w.WriteHeader(http.StatusUnauthorized)
+		case slices.Contains(fail, r.URL.Path):
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
+}
+
+func TestRunPathsRoundRobin(t *testing.T) {
+	srv, seen := pathCounter(t)
+	paths := []string{"/a?include=values", "/b", "/c/d%2Fe"}
+	const conns = 4
+	res, err := loadgen.Run(context.Background(), loadgen.Options{
+		URL:         srv.URL + "/ignored?x=1",
+		Paths:       paths,
+		Header:      http.Header{"Authorization": {"Bearer abc"}},
+		Connections: conns,
+		Duration:    testDuration,
+		Warmup:      testWarmup,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.Errors != 0 || res.Requests < 30 {
+		t.Fatalf("Requests=%d Errors=%d, want many successes", res.Requests, res.Errors)
+	}
+	got := seen()
+	if len(got) != len(paths) {
+		t.Fatalf("server saw %v, want exactly %q", got, paths)
+	}
+	// Sent in turn, the counts differ by at most one; the server may miss up to one request
+	// per connection cut off at the end.
+	lo, hi := math.MaxInt, 0
+	for _, p := range paths {
+		lo, hi = min(lo, got[p]), max(hi, got[p])
+	}
+	if hi-lo > conns+1 {
+		t.Errorf("counts per path %v are not round-robin", got)
+	}
+}
+
+func TestSweepSendsEachPathOnce(t *testing.T) {
+	srv, seen := pathCounter(t, "/p/7", "/p/8")
+	paths := make([]string, 100)
+	for i := range paths {
+		paths[i] = "/p/" + strconv.Itoa(i)
+	}
+	res, err := loadgen.Sweep(context.Background(), loadgen.Options{
+		URL:         srv.URL,
+		Paths:       paths,
+		Header:      http.Header{"Authorization": {"Bearer abc"}},
+		Connections: 8,
+		Duration:    time.Hour, // ignored: a sweep ends when every path has been sent
+	})
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	got := seen()
+	for _, p := range paths {
+		if got[p] != 1 {
+			t.Errorf("%s requested %d times, want once", p, got[p])
+		}
+	}
+	if len(got) != len(paths) {
+		t.Errorf("server saw %d distinct paths, want %d", len(got), len(paths))
+	}
+	if res.Requests != 98 || res.Errors != 2 || res.Status[500] != 2 || res.Status[200] != 98 {
+		t.Errorf("Requests=%d Errors=%d Status=%v, want 98 successes and 2 failures", res.Requests, res.Errors, res.Status)
+	}
+	if res.Elapsed <= 0 || res.RPS <= 0 || res.P50 <= 0 || res.P99 < res.P50 {
+		t.Errorf("Elapsed=%v RPS=%v p50=%v p99=%v", res.Elapsed, res.RPS, res.P50, res.P99)
+	}
+}
+
+func TestSweepWithoutPathsSendsURLOnce(t *testing.T) {
+	srv, seen := pathCounter(t)
+	res, err := loadgen.Sweep(context.Background(), loadgen.Options{
+		URL:         srv.URL + "/one?x=1",
+		Header:      http.Header{"Authorization": {"Bearer abc"}},
+		Connections: 4,
+	})
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if got := seen(); len(got) != 1 || got["/one?x=1"] != 1 || res.Requests != 1 {
+		t.Errorf("server saw %v, result %d requests; want /one?x=1 once", got, res.Requests)
 	}
 }

@@ -30,7 +30,7 @@ func serveBare(ctx context.Context, args []string) error {
 	bodyFile := fs.String("body", "", "file holding the response body")
 	contentType := fs.String("content-type", "application/json; charset=utf-8", "response Content-Type")
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
-	path := fs.String("path", readPath, "path to answer")
+	path := fs.String("path", readPath, "path to answer, a gin route (:name matches any segment)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,8 +67,8 @@ type bareServer struct {
 }
 
 // startBare writes body to a file in dir and re-executes this program in the bare-server
-// mode on a free port, returning once it answers the read's path with 200.
-func startBare(ctx context.Context, self, dir string, body []byte, contentType string, stderr io.Writer) (*bareServer, error) {
+// mode on a free port, answering route, and returns once it answers readPath with 200.
+func startBare(ctx context.Context, self, dir string, body []byte, contentType, route string, stderr io.Writer) (*bareServer, error) {
 	bodyFile := filepath.Join(dir, "body.json")
 	if err := os.WriteFile(bodyFile, body, 0o600); err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func startBare(ctx context.Context, self, dir string, body []byte, contentType s
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, serveBareMode, "-body", bodyFile, "-content-type", contentType, "-listen", addr)
+	cmd := exec.Command(self, serveBareMode, "-body", bodyFile, "-content-type", contentType, "-listen", addr, "-path", route)
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {

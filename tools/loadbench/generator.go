@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +22,8 @@ import (
 )
 
 // generateMode is the hidden first argument that makes this binary the fallback load
-// generator: it runs internal/loadgen against one URL and prints the result as JSON.
+// generator: it runs internal/loadgen against one URL, or a list of paths in turn, and
+// prints the result as JSON.
 const generateMode = "-generate"
 
 // authEnv carries the Authorization header to the generator child, so the token is not on
@@ -38,17 +40,100 @@ type loadResult struct {
 	P99      time.Duration
 }
 
-// drive runs one warm-up and one measured load against url with the chosen generator, in a
-// separate process, and returns the measured part.
-func drive(ctx context.Context, o options, self, url, authorization string, stderr io.Writer) (loadResult, error) {
-	if o.generator == genWrk {
-		return driveWrk(ctx, o, url, authorization, stderr)
+// roundRobin is a load over many paths read in turn, written once into files the generator
+// processes read: a wrk script and, for this program's own generator, the list of paths
+// (too long for a command line at 10,000 environments).
+type roundRobin struct {
+	script    string // wrk Lua script (wrk -s); it holds the Authorization header
+	pathsFile string // one path per line
+}
+
+// writeRoundRobin writes the files of a round-robin load over paths into dir, readable by
+// this user only since the script holds the token.
+func writeRoundRobin(dir string, paths []string, authorization string) (*roundRobin, error) {
+	rr := &roundRobin{script: filepath.Join(dir, "round-robin.lua"), pathsFile: filepath.Join(dir, "paths.txt")}
+	if err := os.WriteFile(rr.script, wrkScript(paths, authorization), 0o600); err != nil {
+		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, generateMode,
+	if err := os.WriteFile(rr.pathsFile, []byte(strings.Join(paths, "\n")+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return rr, nil
+}
+
+// wrkScript is a wrk Lua script that sends GET for each of paths in turn with the
+// Authorization header. The requests are formatted once per thread in init, as wrk's
+// documentation advises, and each thread starts at its own place in the list so that two
+// threads do not read the same environment at the same moment.
+func wrkScript(paths []string, authorization string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- Written by loadbench: GET each of %d paths in turn.\n", len(paths))
+	b.WriteString("local paths = {\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "  %s,\n", luaString(p))
+	}
+	b.WriteString("}\n")
+	fmt.Fprintf(&b, "local headers = { [\"Authorization\"] = %s }\n", luaString(authorization))
+	b.WriteString(`local requests = {}
+local n = 0
+
+-- setup runs in wrk's main state, once per thread before the thread's init; the thread's
+-- starting point is set as a global there. The golden-ratio stride keeps any number of
+-- threads well apart in the list without knowing how many there are.
+local threads = 0
+function setup(thread)
+  thread:set("first", math.floor(threads * 0.6180339887 * #paths) % #paths)
+  threads = threads + 1
+end
+
+function init(args)
+  for i, p in ipairs(paths) do
+    requests[i] = wrk.format("GET", p, headers)
+  end
+  n = first or 0
+end
+
+function request()
+  n = n % #requests + 1
+  return requests[n]
+end
+`)
+	return []byte(b.String())
+}
+
+// luaString quotes s as a Lua string literal: printable ASCII as it is, everything else as
+// a decimal escape, which every Lua (wrk uses LuaJIT) reads the same way.
+func luaString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := range len(s) {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "\\%03d", c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// drive runs one warm-up and one measured load with the chosen generator, in a separate
+// process, and returns the measured part. The load reads url, or with rr its paths in turn
+// on url's scheme and host.
+func drive(ctx context.Context, o options, self, url, authorization string, rr *roundRobin, stderr io.Writer) (loadResult, error) {
+	if o.generator == genWrk {
+		return driveWrk(ctx, o, url, authorization, rr, stderr)
+	}
+	args := []string{generateMode,
 		"-url", url,
 		"-connections", strconv.Itoa(o.connections),
 		"-duration", o.duration.String(),
-		"-warmup", o.warmup.String())
+		"-warmup", o.warmup.String()}
+	if rr != nil {
+		args = append(args, "-paths-file", rr.pathsFile)
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Env = append(childEnv(), authEnv+"="+authorization)
 	cmd.Stderr = stderr
 	out, err := cmd.Output()
@@ -63,15 +148,20 @@ func drive(ctx context.Context, o options, self, url, authorization string, stde
 }
 
 // driveWrk runs wrk twice: once for the warm-up, whose output is discarded, then for the
-// measured window with --latency for the percentiles. wrk counts in whole seconds.
-func driveWrk(ctx context.Context, o options, url, authorization string, stderr io.Writer) (loadResult, error) {
+// measured window with --latency for the percentiles. wrk counts in whole seconds. With rr,
+// its script makes the requests, header included.
+func driveWrk(ctx context.Context, o options, url, authorization string, rr *roundRobin, stderr io.Writer) (loadResult, error) {
 	wrk := func(d time.Duration, latency bool) ([]byte, error) {
 		args := []string{
 			"-t", strconv.Itoa(o.threads),
 			"-c", strconv.Itoa(o.connections),
 			"-d", wrkSeconds(d),
 			"--timeout", "10s",
-			"-H", "Authorization: " + authorization,
+		}
+		if rr != nil {
+			args = append(args, "-s", rr.script)
+		} else {
+			args = append(args, "-H", "Authorization: "+authorization)
 		}
 		if latency {
 			args = append(args, "--latency")
@@ -198,11 +288,12 @@ func parseWrkDuration(s string) (time.Duration, error) {
 	return 0, fmt.Errorf("duration %q: unknown unit", s)
 }
 
-// generate is the hidden generator mode: internal/loadgen against -url, the result as JSON
-// on stdout.
+// generate is the hidden generator mode: internal/loadgen against -url (or the paths of
+// -paths-file in turn on its host), the result as JSON on stdout.
 func generate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("loadbench "+generateMode, flag.ContinueOnError)
 	url := fs.String("url", "", "URL to load")
+	pathsFile := fs.String("paths-file", "", "file of paths, one a line, to read in turn on -url's scheme and host")
 	conns := fs.Int("connections", 64, "concurrent connections")
 	duration := fs.Duration("duration", 10*time.Second, "measured time")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before")
@@ -213,8 +304,17 @@ func generate(ctx context.Context, args []string, stdout io.Writer) error {
 	if a := os.Getenv(authEnv); a != "" {
 		header.Set("Authorization", a)
 	}
+	var paths []string
+	if *pathsFile != "" {
+		b, err := os.ReadFile(*pathsFile)
+		if err != nil {
+			return err
+		}
+		paths = strings.Fields(string(b))
+	}
 	res, err := loadgen.Run(ctx, loadgen.Options{
 		URL:         *url,
+		Paths:       paths,
 		Header:      header,
 		Connections: *conns,
 		Duration:    *duration,

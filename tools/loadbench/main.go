@@ -12,6 +12,13 @@
 //
 // It exits non-zero only when something prevents measuring; missing a target is reported,
 // not failed, so the numbers always come out.
+//
+// `make bench-growth` runs it over a matrix (issue 16, item 3) to show how the cost grows:
+// -values sets the secrets per environment, -connections the clients, and -environments
+// spreads the read round-robin over that many environments (100 per project). With more
+// than one environment the server is restarted after seeding, on the same database, so its
+// caches are empty, and a cold pass reads each environment exactly once with this program's
+// own client at -connections before the usual warm-up and timed (warm) load.
 package main
 
 import (
@@ -23,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,19 +82,24 @@ func main() {
 
 // options are the command-line settings.
 type options struct {
-	duration    time.Duration
-	warmup      time.Duration
-	connections int
-	threads     int // wrk threads
-	generator   string
-	postgresURL string
-	dialects    []string
-	logLevel    string
-	dbMaxConns  int    // 0: a per-dialect default
-	serverBin   string // a prebuilt server; empty: build ./cmd/server
+	duration     time.Duration
+	warmup       time.Duration
+	connections  int
+	values       int // secrets per environment
+	environments int // distinct environments, read round-robin
+	threads      int // wrk threads
+	generator    string
+	postgresURL  string
+	dialects     []string
+	logLevel     string
+	dbMaxConns   int    // 0: a per-dialect default
+	serverBin    string // a prebuilt server; empty: build ./cmd/server
 	// serverProfile, when set, is where the server's CPU profile over the measured Coffer
 	// load is written, one file per dialect (<serverProfile>-<dialect>.pprof).
 	serverProfile string
+	// summary, when set, is a file to which each dialect's result is appended as one line,
+	// so that several runs make one table (make bench-growth).
+	summary string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -96,14 +109,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
 	fs.IntVar(&o.connections, "connections", 64, "concurrent client connections")
+	fs.IntVar(&o.values, "values", 100, fmt.Sprintf("secrets of %d characters in each environment (at most %d: the read returns them in one page)", valueLen, maxPage))
+	fs.IntVar(&o.environments, "environments", 1, "distinct environments, each with -values secrets, read round-robin; above 1 also measures a cold pass after a restart")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads (at most -connections)")
 	fs.StringVar(&o.generator, "generator", genAuto, "load generator: wrk, loadgen (this program's own, in a separate process) or auto (wrk when installed)")
 	fs.StringVar(&o.postgresURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"Postgres server on which a temporary database is created and dropped")
 	dialects := fs.String("dialects", "sqlite,postgres", "comma-separated dialects to measure")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level (request logs at info would dominate the profile)")
-	fs.StringVar(&o.serverProfile, "server-profile", "", "write the server's CPU profile over the measured Coffer load to <this>-<dialect>.pprof (go tool pprof)")
+	fs.StringVar(&o.serverProfile, "server-profile", "", "write the server's CPU profile over the measured Coffer load to <this>-<dialect>.pprof, and its heap at the end to <this>-<dialect>.heap.pprof (go tool pprof)")
 	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "server database pool size (default 64 on Postgres, 8 on SQLite)")
+	fs.StringVar(&o.summary, "summary", "", "append one line per dialect to this file (a header first when it is new), for a table over several runs")
 	fs.StringVar(&o.serverBin, "server", "", "a prebuilt coffer server binary (default: build ./cmd/server into a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -118,6 +134,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-warmup must not be negative")
 	case o.connections < 1:
 		return o, errors.New("-connections must be at least 1")
+	case o.values < 1 || o.values > maxPage:
+		return o, fmt.Errorf("-values must be from 1 to %d (one page of the read)", maxPage)
+	case o.environments < 1:
+		return o, errors.New("-environments must be at least 1")
 	case o.threads < 1:
 		return o, errors.New("-threads must be at least 1")
 	case o.dbMaxConns < 0:
@@ -208,6 +228,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printTable(stdout, o, results)
+	if o.summary != "" {
+		if err := appendSummary(o.summary, o, results); err != nil {
+			errs = append(errs, fmt.Errorf("-summary: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -220,7 +245,12 @@ type result struct {
 	cofferRSS int64 // bytes, at the end of the measured load; 0 when unknown
 	bareRSS   int64
 	startup   time.Duration // Coffer: process start to the first 200 from /readyz
-	note      string        // a condition of the run that makes its numbers suspect
+	seeding   time.Duration
+	// With more than one environment: the restart on the seeded database and the pass that
+	// reads each environment once after it.
+	restartup time.Duration
+	cold      loadResult
+	note      string // a condition of the run that makes its numbers suspect
 	err       error
 }
 
@@ -245,6 +275,9 @@ func (r result) verdict() (pass bool, why string) {
 	if r.coffer.Errors > 0 {
 		misses = append(misses, fmt.Sprintf("%d failed reads", r.coffer.Errors))
 	}
+	if r.cold.Errors > 0 {
+		misses = append(misses, fmt.Sprintf("%d failed reads in the cold pass", r.cold.Errors))
+	}
 	if r.bare.Errors > 0 {
 		misses = append(misses, fmt.Sprintf("%d failed bare reads (the ratio is not comparable)", r.bare.Errors))
 	}
@@ -260,8 +293,15 @@ func printTable(w io.Writer, o options, results []result) {
 	if o.generator == genLoadgen {
 		gen = "internal/loadgen"
 	}
-	fmt.Fprintf(w, "\nGET one environment of %d secrets of %d characters ?include=values; %d connections, %s measured after %s warm-up\n",
-		secretCount, valueLen, o.connections, o.duration, o.warmup)
+	if o.environments == 1 {
+		fmt.Fprintf(w, "\nGET one environment of %d secrets of %d characters ?include=values; %d connections, %s measured after %s warm-up\n",
+			o.values, valueLen, o.connections, o.duration, o.warmup)
+	} else {
+		fmt.Fprintf(w, "\nGET %d environments round-robin (%d per project), each of %d secrets of %d characters ?include=values; %d connections\n",
+			o.environments, envsPerProject, o.values, valueLen, o.connections)
+		fmt.Fprintf(w, "coffer-cold: after a restart, each environment read once; coffer-read: then %s measured after %s warm-up; bare gin serves one body on every path\n",
+			o.duration, o.warmup)
+	}
 	fmt.Fprintf(w, "each target in its own process (coffer: ./cmd/server; bare gin: loadbench %s); generator: %s in a third process\n\n",
 		serveBareMode, gen)
 	fmt.Fprintf(w, "%-9s %-13s %9s %9s %9s %9s %8s %9s\n", "dialect", "target", "req/s", "p50", "p90", "p99", "errors", "RSS")
@@ -274,10 +314,18 @@ func printTable(w io.Writer, o options, results []result) {
 			continue
 		}
 		t := targets[r.dialect]
+		if o.environments > 1 {
+			line(r.dialect, "coffer-cold", r.cold, 0)
+		}
 		line(r.dialect, "coffer-read", r.coffer, r.cofferRSS)
 		line(r.dialect, "bare-gin", r.bare, r.bareRSS)
 		fmt.Fprintf(w, "%-9s %-13s %8.1f%%   (target ≥ %.0f%%, p99 ≤ %s; body %d bytes; coffer start-up %s)\n",
 			"", "ratio", 100*r.ratio(), 100*t.ratio, t.p99, r.body, ms(r.startup))
+		fmt.Fprintf(w, "%-9s %-13s seeded %d×%d secrets in %s", "", "set-up", o.environments, o.values, r.seeding.Round(100*time.Millisecond))
+		if o.environments > 1 {
+			fmt.Fprintf(w, "; start-up after it %s; cold pass: %d requests, in-process client", ms(r.restartup), r.cold.Requests)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 	for _, r := range results {
@@ -294,6 +342,40 @@ func printTable(w io.Writer, o options, results []result) {
 			fmt.Fprintf(w, "%-9s warning: %s\n", "", r.note)
 		}
 	}
+}
+
+const summaryFormat = "%-9s %6s %6s %6s %10s %9s %9s %8s %9s %9s %10s %6s %6s %9s %8s\n"
+
+// appendSummary adds a line per measured dialect to file, and the column header first when
+// the file is empty.
+func appendSummary(file string, o options, results []result) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		fmt.Fprintf(&b, summaryFormat, "dialect", "values", "conns", "envs", "cold req/s", "cold p50", "cold p99",
+			"req/s", "p50", "p99", "bare req/s", "ratio", "errors", "RSS", "seeding")
+	}
+	for _, r := range results {
+		if r.err != nil {
+			fmt.Fprintf(&b, "%-9s %6d %6d %6d not measured: %v\n", r.dialect, o.values, o.connections, o.environments, r.err)
+			continue
+		}
+		coldRPS, coldP50, coldP99 := "-", "-", "-"
+		if o.environments > 1 {
+			coldRPS, coldP50, coldP99 = fmt.Sprintf("%.0f", r.cold.RPS), ms(r.cold.P50), ms(r.cold.P99)
+		}
+		fmt.Fprintf(&b, summaryFormat, r.dialect, strconv.Itoa(o.values), strconv.Itoa(o.connections), strconv.Itoa(o.environments),
+			coldRPS, coldP50, coldP99, fmt.Sprintf("%.0f", r.coffer.RPS), ms(r.coffer.P50), ms(r.coffer.P99),
+			fmt.Sprintf("%.0f", r.bare.RPS), fmt.Sprintf("%.1f%%", 100*r.ratio()), strconv.FormatInt(r.cold.Errors+r.coffer.Errors, 10), mib(r.cofferRSS), r.seeding.Round(100*time.Millisecond).String())
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // ms prints a duration in milliseconds, so every column shares one unit.

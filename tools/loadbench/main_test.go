@@ -5,9 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,6 +33,42 @@ func TestRunSQLite(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestRunSQLiteEnvironments runs the growth path briefly: several environments seeded over
+// the API, the restart, the cold pass with the in-process client, the round-robin load with
+// the project's own generator over the paths, and the summary line.
+func TestRunSQLiteEnvironments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the server")
+	}
+	var out bytes.Buffer
+	summary := filepath.Join(t.TempDir(), "summary.txt")
+	args := []string{"-dialects", "sqlite", "-generator", "loadgen", "-environments", "3", "-values", "5",
+		"-duration", "1s", "-warmup", "100ms", "-connections", "4", "-summary", summary}
+	if err := run(context.Background(), args, &out, io.Discard); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"GET 3 environments round-robin", "sqlite    coffer-cold", "sqlite    coffer-read",
+		"sqlite    bare-gin", "seeded 3×5 secrets", "cold pass: 3 requests, in-process client"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "failed") {
+		t.Errorf("some reads failed:\n%s", out.String())
+	}
+	b, err := os.ReadFile(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "dialect") || !strings.HasPrefix(lines[1], "sqlite") {
+		t.Fatalf("summary = %q, want a header and one sqlite line", b)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 15 || f[1] != "5" || f[2] != "4" || f[3] != "3" || f[4] == "-" || f[12] != "0" {
+		t.Errorf("summary line %q: want values 5, 4 connections, 3 environments, a cold pass and no errors", lines[1])
 	}
 }
 
@@ -170,14 +211,17 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.duration != 10*time.Second || o.warmup != 2*time.Second || o.connections != 64 || o.generator != genAuto ||
-		len(o.dialects) != 2 || o.maxConns(postgres) != 64 || o.maxConns(sqlite) != 8 {
+		len(o.dialects) != 2 || o.maxConns(postgres) != 64 || o.maxConns(sqlite) != 8 ||
+		o.values != 100 || o.environments != 1 || o.summary != "" {
 		t.Errorf("defaults = %+v", o)
 	}
-	o, err = parseFlags([]string{"-connections", "1", "-threads", "2", "-generator", "wrk", "-db-max-conns", "5"}, io.Discard)
+	o, err = parseFlags([]string{"-connections", "1", "-threads", "2", "-generator", "wrk", "-db-max-conns", "5",
+		"-values", "1000", "-environments", "10000", "-summary", "s.txt"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.threads != 1 || o.generator != genWrk || o.maxConns(postgres) != 5 || o.maxConns(sqlite) != 5 {
+	if o.threads != 1 || o.generator != genWrk || o.maxConns(postgres) != 5 || o.maxConns(sqlite) != 5 ||
+		o.values != 1000 || o.environments != 10000 || o.summary != "s.txt" {
 		t.Errorf("parsed = %+v", o)
 	}
 }
@@ -189,10 +233,134 @@ func TestParseFlagsRejects(t *testing.T) {
 		{"-connections", "0"},
 		{"-threads", "0"},
 		{"-generator", "ab"},
+		{"-values", "0"},
+		{"-values", "1001"}, // more than one page
+		{"-environments", "0"},
+		{"-environments", "many"},
 		{"extra"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
+	}
+}
+
+func TestReadQuery(t *testing.T) {
+	for values, want := range map[int]string{
+		10:   "?include=values",
+		100:  "?include=values", // the default page holds them
+		101:  "?include=values&limit=101",
+		1000: "?include=values&limit=1000",
+	} {
+		if got := readQuery(values); got != want {
+			t.Errorf("readQuery(%d) = %q, want %q", values, got, want)
+		}
+	}
+}
+
+func TestEnvironments(t *testing.T) {
+	if got := environments(1); len(got) != 1 || got[0].secretsPath() != readPath {
+		t.Errorf("environments(1) = %+v, want the one at %s", got, readPath)
+	}
+	envs := environments(2*envsPerProject + 1)
+	seen := map[string]bool{}
+	projects := map[string]int{}
+	for _, e := range envs {
+		p := e.secretsPath()
+		if seen[p] {
+			t.Errorf("%s named twice", p)
+		}
+		seen[p] = true
+		projects[e.project]++
+	}
+	if len(projects) != 3 || projects[project] != envsPerProject || projects[project+"-2"] != 1 {
+		t.Errorf("environments per project = %v, want %d, %d and 1", projects, envsPerProject, envsPerProject)
+	}
+	// Each project's first environment is the staging one it is created with.
+	for _, i := range []int{0, envsPerProject, 2 * envsPerProject} {
+		if envs[i].slug != "staging" {
+			t.Errorf("environment %d = %+v, want a project's staging", i, envs[i])
+		}
+	}
+	if e := envs[envsPerProject+1]; e.project != project+"-1" || e.slug != "env-01" {
+		t.Errorf("environment %d = %+v, want web-1/env-01", envsPerProject+1, e)
+	}
+}
+
+func TestLuaString(t *testing.T) {
+	for in, want := range map[string]string{
+		"/a/b?include=values": `"/a/b?include=values"`,
+		`say "hi" \ bye`:      `"say \034hi\034 \092 bye"`,
+		"line\nnext é":        `"line\010next \195\169"`,
+	} {
+		if got := luaString(in); got != want {
+			t.Errorf("luaString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestWrkScript(t *testing.T) {
+	paths := []string{
+		"/api/v1/tenants/default/projects/web/environments/staging/secrets?include=values",
+		"/api/v1/tenants/default/projects/web/environments/env-01/secrets?include=values",
+		"/api/v1/tenants/default/projects/web-1/environments/staging/secrets?include=values",
+	}
+	const auth = "Bearer cfr_pat_abc"
+	script := string(wrkScript(paths, auth))
+	for _, want := range []string{
+		`  "` + paths[0] + `",`, `  "` + paths[1] + `",`, `  "` + paths[2] + `",`,
+		`local headers = { ["Authorization"] = "Bearer cfr_pat_abc" }`,
+		`wrk.format("GET", p, headers)`,
+		"function setup(thread)", "function init(args)", "function request()",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	if strings.Contains(script, "function response") {
+		t.Error("script defines response(), which makes wrk parse every body")
+	}
+
+	// wrk itself is the parser that matters: when installed, run the script against a server
+	// that counts the paths it is asked for and the header they come with.
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed: the script was not run")
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.RequestURI()
+		if r.Header.Get("Authorization") != auth {
+			key = "no header: " + key
+		}
+		mu.Lock()
+		seen[key]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	rr, err := writeRoundRobin(dir, paths, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options{duration: time.Second, connections: 4, threads: 2}
+	res, err := driveWrk(context.Background(), o, srv.URL, "", rr, io.Discard)
+	if err != nil {
+		t.Fatalf("wrk with the script: %v", err)
+	}
+	srv.Close() // no request in flight once the counts are read
+	if res.Errors != 0 || res.Requests < 30 {
+		t.Errorf("wrk result %+v, want many requests and no errors", res)
+	}
+	if len(seen) != len(paths) {
+		t.Fatalf("server saw %v, want exactly the %d paths with the header", seen, len(paths))
+	}
+	lo, hi := math.MaxInt, 0
+	for _, p := range paths {
+		lo, hi = min(lo, seen[p]), max(hi, seen[p])
+	}
+	// Each thread walks the list in turn; the counts differ by at most one per thread.
+	if hi-lo > o.threads {
+		t.Errorf("requests per path %v are not round-robin", seen)
 	}
 }

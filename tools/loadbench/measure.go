@@ -10,28 +10,79 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/loadgen"
+	"github.com/cofferhq/coffer/internal/secrets"
 	"github.com/cofferhq/coffer/tools/internal/benchdb"
 	"github.com/cofferhq/coffer/tools/internal/benchhttp"
 	"github.com/cofferhq/coffer/tools/internal/benchserver"
 )
 
 const (
-	secretCount = 100
-	valueLen    = 64
-	project     = "web"
-	readPath    = "/api/v1/tenants/default/projects/" + project + "/environments/staging/secrets"
-	readQuery   = "?include=values"
+	valueLen = 64
+	project  = "web"
+	readPath = "/api/v1/tenants/default/projects/" + project + "/environments/staging/secrets"
+	// readPattern is every environment's read as a gin route, for the bare handler when the
+	// load spreads over many environments.
+	readPattern = "/api/v1/tenants/default/projects/:project/environments/:env/secrets"
+	// The API's default and largest page of secrets; the read must return every value in one.
+	defaultPage = 100
+	maxPage     = 1000
+	// envsPerProject spreads -environments over projects the way a tenant's would be, not
+	// 10,000 in one project.
+	envsPerProject = 100
+	// seedWorkers write in parallel so 10,000 environments seed in a minute or two.
+	seedWorkers = 8
 )
+
+// readQuery asks for the values, and for a page large enough to hold them all.
+func readQuery(values int) string {
+	if values <= defaultPage {
+		return "?include=values"
+	}
+	return "?include=values&limit=" + strconv.Itoa(values)
+}
+
+// environment is one seeded environment; the first is always web/staging (readPath).
+type environment struct{ project, slug string }
+
+// environments names n environments: envsPerProject per project (web, web-1, …), the first
+// of each the staging environment every project is created with, the rest env-01 and on.
+func environments(n int) []environment {
+	envs := make([]environment, n)
+	for i := range envs {
+		p, j := i/envsPerProject, i%envsPerProject
+		e := environment{project: project, slug: "staging"}
+		if p > 0 {
+			e.project = fmt.Sprintf("%s-%d", project, p)
+		}
+		if j > 0 {
+			e.slug = fmt.Sprintf("env-%02d", j)
+		}
+		envs[i] = e
+	}
+	return envs
+}
+
+func (e environment) projectPath() string { return "/api/v1/tenants/default/projects/" + e.project }
+
+func (e environment) secretsPath() string {
+	return e.projectPath() + "/environments/" + e.slug + "/secrets"
+}
 
 // buildServerBin is benchserver.Build, a variable only so the flow reads top-down in run.
 var buildServerBin = benchserver.Build
 
 // measure runs one dialect from an empty database to both measurements, and removes
-// everything it created, also when interrupted.
+// everything it created, also when interrupted. With more than one environment the server
+// is restarted after seeding, and a cold pass reads each environment once before the timed
+// (warm) load.
 func measure(ctx context.Context, o options, dialect, bin, self string, stderr io.Writer) (res result) {
 	res.dialect = dialect
 	dataDir, err := os.MkdirTemp("", "coffer-loadbench-")
@@ -72,8 +123,13 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 		res.err = err
 		return res
 	}
-	fmt.Fprintf(stderr, "loadbench: %s: starting the server\n", dialect)
-	srv, err := benchserver.Start(ctx, benchserver.Config{
+	// The token is chosen here so that a restart on the same database can sign in again.
+	token, err := benchserver.NewToken()
+	if err != nil {
+		res.err = err
+		return res
+	}
+	cfg := benchserver.Config{
 		Bin:      bin,
 		DataDir:  dataDir,
 		DBURL:    dbURL,
@@ -83,11 +139,15 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 			"COFFER_MASTER_KEY=" + base64.StdEncoding.EncodeToString(kek[:]),
 			"COFFER_PPROF=" + strconv.FormatBool(o.serverProfile != ""),
 		},
-	}, stderr)
+		Token: token,
+	}
+	fmt.Fprintf(stderr, "loadbench: %s: starting the server\n", dialect)
+	srv, err := benchserver.Start(ctx, cfg, stderr)
 	if err != nil {
 		res.err = err
 		return res
 	}
+	// A closure over srv, which the restart replaces.
 	defer func() {
 		if err := srv.Stop(); err != nil {
 			res.err = errors.Join(res.err, fmt.Errorf("server shutdown: %w", err))
@@ -95,18 +155,64 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 	}()
 	res.startup = srv.Startup
 
-	want, err := seed(ctx, srv.BaseURL, srv.Header)
+	envs := environments(o.environments)
+	seedStart := time.Now()
+	wants, err := seed(ctx, srv.BaseURL, srv.Header, envs, o.values, func(done int) {
+		fmt.Fprintf(stderr, "loadbench: %s: seeded %d/%d environments of %d secrets (%s)\n",
+			dialect, done, len(envs), o.values, time.Since(seedStart).Round(100*time.Millisecond))
+	})
 	if err != nil {
 		res.err = fmt.Errorf("seed: %w", err)
 		return res
 	}
-	body, contentType, err := capture(ctx, srv.BaseURL, srv.Header, want)
+	res.seeding = time.Since(seedStart)
+	query := readQuery(o.values)
+	body, contentType, err := capture(ctx, srv.BaseURL+envs[0].secretsPath()+query, srv.Header, wants[0])
 	if err != nil {
 		res.err = fmt.Errorf("first read: %w", err)
 		return res
 	}
+	if last := len(envs) - 1; last > 0 {
+		if _, _, err := capture(ctx, srv.BaseURL+envs[last].secretsPath()+query, srv.Header, wants[last]); err != nil {
+			res.err = fmt.Errorf("read of the last environment: %w", err)
+			return res
+		}
+	}
 	res.body = len(body)
 	auth := srv.Header.Get("Authorization")
+
+	// One environment is read at readPath; many are read in turn, which the generators
+	// take from files written once here.
+	url := srv.BaseURL + readPath + query
+	var rr *roundRobin
+	if len(envs) > 1 {
+		paths := make([]string, len(envs))
+		for i, e := range envs {
+			paths[i] = e.secretsPath() + query
+		}
+		if rr, err = writeRoundRobin(dataDir, paths, auth); err != nil {
+			res.err = err
+			return res
+		}
+		// Seeding filled the server's caches; a restart empties them (data keys, listings,
+		// scopes) and the cold pass is the first read of each environment.
+		fmt.Fprintf(stderr, "loadbench: %s: restarting the server for the cold pass\n", dialect)
+		if err := srv.Stop(); err != nil {
+			res.err = fmt.Errorf("server shutdown before the cold pass: %w", err)
+			return res
+		}
+		if srv, err = benchserver.Start(ctx, cfg, stderr); err != nil {
+			res.err = fmt.Errorf("restart: %w", err)
+			return res
+		}
+		res.restartup = srv.Startup
+		fmt.Fprintf(stderr, "loadbench: %s: cold pass over %d environments\n", dialect, len(envs))
+		if res.cold, err = sweep(ctx, srv.BaseURL, paths, srv.Header, o.connections); err != nil {
+			res.err = fmt.Errorf("cold pass: %w", err)
+			return res
+		}
+		url = srv.BaseURL
+	}
 
 	fmt.Fprintf(stderr, "loadbench: %s: coffer-read for %s (+%s warm-up)\n", dialect, o.duration, o.warmup)
 	profiled := make(chan error, 1)
@@ -118,7 +224,7 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 	} else {
 		profiled <- nil
 	}
-	res.coffer, err = drive(ctx, o, self, srv.BaseURL+readPath+readQuery, auth, stderr)
+	res.coffer, err = drive(ctx, o, self, url, auth, rr, stderr)
 	if perr := <-profiled; perr != nil {
 		fmt.Fprintf(stderr, "loadbench: %s: server profile: %v\n", dialect, perr)
 	}
@@ -131,13 +237,25 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 	if res.cofferRSS, err = benchserver.RSS(srv.PID()); err != nil {
 		fmt.Fprintf(stderr, "loadbench: %s: coffer RSS: %v\n", dialect, err)
 	}
+	if o.serverProfile != "" {
+		file := o.serverProfile + "-" + dialect + ".heap.pprof"
+		if err := saveProfile(ctx, strings.TrimSuffix(srv.MetricsURL, "/metrics")+"/debug/pprof/heap", file); err != nil {
+			fmt.Fprintf(stderr, "loadbench: %s: server heap profile: %v\n", dialect, err)
+		}
+	}
 	// The bare handler gets the whole machine, as Coffer did.
 	if err := srv.Stop(); err != nil {
 		res.err = fmt.Errorf("server shutdown: %w", err)
 		return res
 	}
 
-	bare, err := startBare(ctx, self, dataDir, body, contentType, stderr)
+	// Over many environments the bare handler answers every one of them with the first's
+	// body: it is the cost of HTTP and routing alone.
+	route := readPath
+	if rr != nil {
+		route = readPattern
+	}
+	bare, err := startBare(ctx, self, dataDir, body, contentType, route, stderr)
 	if err != nil {
 		res.err = err
 		return res
@@ -148,8 +266,12 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 		}
 	}()
 	fmt.Fprintf(stderr, "loadbench: %s: bare-gin for %s (+%s warm-up)\n", dialect, o.duration, o.warmup)
-	// The same request, header included, so both targets parse the same bytes.
-	res.bare, err = drive(ctx, o, self, bare.baseURL+readPath+readQuery, auth, stderr)
+	// The same requests, header included, so both targets parse the same bytes.
+	bareURL := bare.baseURL + readPath + query
+	if rr != nil {
+		bareURL = bare.baseURL
+	}
+	res.bare, err = drive(ctx, o, self, bareURL, auth, rr, stderr)
 	if err != nil {
 		res.err = fmt.Errorf("bare-gin: %w", err)
 		return res
@@ -160,39 +282,118 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 	return res
 }
 
-// seed creates the project and writes the secrets in one request, returning name → value.
-func seed(ctx context.Context, baseURL string, header http.Header) (map[string]string, error) {
-	if err := call(ctx, http.MethodPost, baseURL+"/api/v1/tenants/default/projects", header,
-		map[string]string{"slug": project, "name": "Web"}, http.StatusCreated); err != nil {
-		return nil, fmt.Errorf("create project: %w", err)
+// sweep is the cold pass: every path read once at conns concurrency by this process's own
+// client (a wrk run cannot stop after exactly one read of each), timed as a whole.
+func sweep(ctx context.Context, baseURL string, paths []string, header http.Header, conns int) (loadResult, error) {
+	r, err := loadgen.Sweep(ctx, loadgen.Options{URL: baseURL, Paths: paths, Header: header, Connections: conns})
+	if err != nil {
+		return loadResult{}, err
 	}
-	type entry struct {
-		Name  string `json:"name"`
-		Value string `json:"value"`
+	return loadResult{Requests: r.Requests + r.Errors, Errors: r.Errors, RPS: r.RPS, P50: r.P50, P90: r.P90, P99: r.P99}, nil
+}
+
+type entry struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// seed creates the environments' projects and environments and writes values secrets into
+// each, seedWorkers requests at a time, returning each environment's name → value. progress
+// is called now and then with the number of environments done.
+func seed(ctx context.Context, baseURL string, header http.Header, envs []environment, values int, progress func(done int)) ([]map[string]string, error) {
+	var projects []string
+	for _, e := range envs {
+		if len(projects) == 0 || projects[len(projects)-1] != e.project {
+			projects = append(projects, e.project)
+		}
 	}
-	want := make(map[string]string, secretCount)
-	entries := make([]entry, secretCount)
+	err := forEach(ctx, len(projects), seedWorkers, func(ctx context.Context, i int) error {
+		if err := call(ctx, http.MethodPost, baseURL+"/api/v1/tenants/default/projects", header,
+			map[string]string{"slug": projects[i], "name": projects[i]}, http.StatusCreated); err != nil {
+			return fmt.Errorf("create project %s: %w", projects[i], err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	wants := make([]map[string]string, len(envs))
+	var done atomic.Int64
+	step := max(1, int64(len(envs))/10)
+	err = forEach(ctx, len(envs), seedWorkers, func(ctx context.Context, i int) error {
+		e := envs[i]
+		if e.slug != "staging" { // made with the project
+			if err := call(ctx, http.MethodPost, baseURL+e.projectPath()+"/environments", header,
+				map[string]string{"slug": e.slug, "name": e.slug}, http.StatusCreated); err != nil {
+				return fmt.Errorf("create environment %s/%s: %w", e.project, e.slug, err)
+			}
+		}
+		want, entries, err := newSecrets(values)
+		if err != nil {
+			return err
+		}
+		for chunk := range slices.Chunk(entries, secrets.MaxBatch) {
+			if err := call(ctx, http.MethodPatch, baseURL+e.secretsPath(), header,
+				map[string]any{"secrets": chunk}, http.StatusOK); err != nil {
+				return fmt.Errorf("write secrets of %s/%s: %w", e.project, e.slug, err)
+			}
+		}
+		wants[i] = want
+		if d := done.Add(1); d%step == 0 || d == int64(len(envs)) {
+			progress(int(d))
+		}
+		return nil
+	})
+	return wants, err
+}
+
+// newSecrets makes n secrets of 64 characters of URL-safe base64, as API keys and passwords
+// tend to be.
+func newSecrets(n int) (map[string]string, []entry, error) {
+	want := make(map[string]string, n)
+	entries := make([]entry, n)
 	for i := range entries {
-		// 64 characters of URL-safe base64, as API keys and passwords tend to be.
 		var b [48]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		v := base64.RawURLEncoding.EncodeToString(b[:])[:valueLen]
 		entries[i] = entry{Name: fmt.Sprintf("SECRET_%03d", i), Value: v}
 		want[entries[i].Name] = v
 	}
-	if err := call(ctx, http.MethodPatch, baseURL+readPath, header,
-		map[string]any{"secrets": entries}, http.StatusOK); err != nil {
-		return nil, fmt.Errorf("write secrets: %w", err)
-	}
-	return want, nil
+	return want, entries, nil
 }
 
-// capture performs the read once and checks that it returns every value written, so the
-// load measures the real thing and the bare handler serves the same bytes.
-func capture(ctx context.Context, baseURL string, header http.Header, want map[string]string) (body []byte, contentType string, err error) {
-	resp, body, err := benchhttp.Do(ctx, 30*time.Second, http.MethodGet, baseURL+readPath+readQuery, header, nil)
+// forEach calls fn for 0 to n-1 on up to workers goroutines, and stops handing out work at
+// the first error, which it returns.
+func forEach(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// capture performs the read at url once and checks that it returns every value written, so
+// the load measures the real thing and the bare handler serves the same bytes.
+func capture(ctx context.Context, url string, header http.Header, want map[string]string) (body []byte, contentType string, err error) {
+	resp, body, err := benchhttp.Do(ctx, 30*time.Second, http.MethodGet, url, header, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -240,7 +441,16 @@ func call(ctx context.Context, method, url string, header http.Header, in any, w
 // listener) to file.
 func profileServer(ctx context.Context, base string, d time.Duration, file string) error {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	resp, body, err := benchhttp.Do(ctx, d+30*time.Second, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), nil, nil)
+	return fetchProfile(ctx, d+30*time.Second, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), file)
+}
+
+// saveProfile saves the profile at url (a heap profile: live objects at the last GC).
+func saveProfile(ctx context.Context, url, file string) error {
+	return fetchProfile(ctx, 30*time.Second, url, file)
+}
+
+func fetchProfile(ctx context.Context, timeout time.Duration, url, file string) error {
+	resp, body, err := benchhttp.Do(ctx, timeout, http.MethodGet, url, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,10 @@ type Config struct {
 	LogLevel string
 	// Env adds KEY=value settings (e.g. COFFER_DB_MAX_CONNS) to the few this package sets.
 	Env []string
+	// Token is the bootstrap owner's personal access token; empty: a new one. A restart on
+	// the same database must pass the first start's token, since the server only bootstraps
+	// an instance that has no owner yet.
+	Token string
 }
 
 // Server is a Coffer child process owned by the caller: Stop ends it and waits for it.
@@ -60,12 +64,15 @@ type Server struct {
 	waitErr error // set before exited closes
 }
 
-// Start runs cfg.Bin with a fresh data directory (and database URL on Postgres) and waits
-// until /readyz answers 200.
+// Start runs cfg.Bin on cfg.DataDir (and database URL on Postgres), fresh or left by an
+// earlier Start with the same Config, and waits until /readyz answers 200.
 func Start(ctx context.Context, cfg Config, stderr io.Writer) (*Server, error) {
-	token, err := NewToken()
-	if err != nil {
-		return nil, err
+	token := cfg.Token
+	if token == "" {
+		var err error
+		if token, err = NewToken(); err != nil {
+			return nil, err
+		}
 	}
 	addr, err := FreeAddr()
 	if err != nil {
