@@ -243,6 +243,11 @@ type result struct {
 	coffer    loadResult
 	bare      loadResult
 	cofferRSS int64 // bytes, at the end of the measured load; 0 when unknown
+	// serverP99 is the upper bound of the server's request-duration histogram bucket that
+	// holds the 99th percentile of the measured reads, as the server timed them (from the
+	// request read to the response written, without the time a request waits for a CPU
+	// before the server reads it); 0 when unknown.
+	serverP99 time.Duration
 	bareRSS   int64
 	startup   time.Duration // Coffer: process start to the first 200 from /readyz
 	seeding   time.Duration
@@ -321,6 +326,9 @@ func printTable(w io.Writer, o options, results []result) {
 		line(r.dialect, "bare-gin", r.bare, r.bareRSS)
 		fmt.Fprintf(w, "%-9s %-13s %8.1f%%   (target ≥ %.0f%%, p99 ≤ %s; body %d bytes; coffer start-up %s)\n",
 			"", "ratio", 100*r.ratio(), 100*t.ratio, t.p99, r.body, ms(r.startup))
+		if r.serverP99 > 0 {
+			fmt.Fprintf(w, "%-9s %-13s 99%% of coffer's reads took at most %s in the server (its duration histogram)\n", "", "server-side", ms(r.serverP99))
+		}
 		fmt.Fprintf(w, "%-9s %-13s seeded %d×%d secrets in %s", "", "set-up", o.environments, o.values, r.seeding.Round(100*time.Millisecond))
 		if o.environments > 1 {
 			fmt.Fprintf(w, "; start-up after it %s; cold pass: %d requests, in-process client", ms(r.restartup), r.cold.Requests)

@@ -364,3 +364,25 @@ func TestWrkScript(t *testing.T) {
 		t.Errorf("requests per path %v are not round-robin", seen)
 	}
 }
+
+func TestHistogramP99(t *testing.T) {
+	text := `# HELP coffer_http_request_duration_seconds Time taken.
+coffer_http_request_duration_seconds_bucket{method="GET",route="/api/v1/tenants/:tenant/projects/:project/environments/:env/secrets",le="0.005"} 40
+coffer_http_request_duration_seconds_bucket{method="GET",route="/api/v1/tenants/:tenant/projects/:project/environments/:env/secrets",le="0.01"} 95
+coffer_http_request_duration_seconds_bucket{method="GET",route="/api/v1/tenants/:tenant/projects/:project/environments/:env/secrets",le="0.025"} 99
+coffer_http_request_duration_seconds_bucket{method="GET",route="/api/v1/tenants/:tenant/projects/:project/environments/:env/secrets",le="+Inf"} 100
+coffer_http_request_duration_seconds_bucket{method="GET",route="/readyz",le="0.005"} 1
+coffer_http_request_duration_seconds_bucket{method="GET",route="/readyz",le="+Inf"} 1
+`
+	got, err := histogramP99(text, "coffer_http_request_duration_seconds_bucket", `/secrets"`)
+	if err != nil || got != 25*time.Millisecond {
+		t.Fatalf("p99 bound = %v, %v; want 25ms", got, err)
+	}
+	if _, err := histogramP99(text, "coffer_http_request_duration_seconds_bucket", `/nothing"`); err == nil {
+		t.Fatal("no matching series: want an error")
+	}
+	beyond := strings.ReplaceAll(text, `le="0.025"} 99`, `le="0.025"} 98`)
+	if _, err := histogramP99(beyond, "coffer_http_request_duration_seconds_bucket", `/secrets"`); err == nil {
+		t.Fatal("a p99 in the +Inf bucket: want an error")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -237,6 +238,9 @@ func measure(ctx context.Context, o options, dialect, bin, self string, stderr i
 	if res.cofferRSS, err = benchserver.RSS(srv.PID()); err != nil {
 		fmt.Fprintf(stderr, "loadbench: %s: coffer RSS: %v\n", dialect, err)
 	}
+	if res.serverP99, err = serverP99(ctx, srv.MetricsURL); err != nil {
+		fmt.Fprintf(stderr, "loadbench: %s: server-side p99: %v\n", dialect, err)
+	}
 	if o.serverProfile != "" {
 		file := o.serverProfile + "-" + dialect + ".heap.pprof"
 		if err := saveProfile(ctx, strings.TrimSuffix(srv.MetricsURL, "/metrics")+"/debug/pprof/heap", file); err != nil {
@@ -442,6 +446,64 @@ func call(ctx context.Context, method, url string, header http.Header, in any, w
 func profileServer(ctx context.Context, base string, d time.Duration, file string) error {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	return fetchProfile(ctx, d+30*time.Second, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), file)
+}
+
+// serverP99 reads the server's request-duration histogram of the secrets route (every read
+// of the run: warm-up, cold pass and measurement) and returns the upper bound of the bucket
+// holding its 99th percentile.
+func serverP99(ctx context.Context, metricsURL string) (time.Duration, error) {
+	resp, body, err := benchhttp.Do(ctx, 10*time.Second, http.MethodGet, metricsURL, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", resp.Status, benchhttp.Snippet(body))
+	}
+	return histogramP99(string(body), "coffer_http_request_duration_seconds_bucket", `/secrets"`)
+}
+
+// histogramP99 finds, in Prometheus text, the cumulative buckets of the histogram named
+// metric whose labels contain match, and returns the upper bound of the first bucket that
+// holds 99% of the observations.
+func histogramP99(text, metric, match string) (time.Duration, error) {
+	type bucket struct {
+		le    float64
+		count float64
+	}
+	var buckets []bucket
+	for line := range strings.SplitSeq(text, "\n") {
+		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, match) {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, `le="`)
+		le, rest, ok2 := strings.Cut(rest, `"`)
+		fields := strings.Fields(rest)
+		if !ok || !ok2 || len(fields) == 0 {
+			continue
+		}
+		n, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			continue
+		}
+		bound, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err != nil {
+			continue
+		}
+		buckets = append(buckets, bucket{bound, n})
+	}
+	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+		return 0, fmt.Errorf("no observations of %s{…%s…}", metric, match)
+	}
+	total := buckets[len(buckets)-1].count
+	for _, b := range buckets {
+		if b.count >= 0.99*total {
+			if math.IsInf(b.le, 1) {
+				return 0, errors.New("the 99th percentile is beyond the largest bucket")
+			}
+			return time.Duration(b.le * float64(time.Second)), nil
+		}
+	}
+	return 0, errors.New("unreachable: the last bucket holds every observation")
 }
 
 // saveProfile saves the profile at url (a heap profile: live objects at the last GC).
