@@ -146,6 +146,25 @@ func (c *ScopeCache) remove(k scopeKey, tenantID string) {
 	}
 }
 
+// lookup answers k from the cache when it may, else calls fill, and keeps fill's answer when
+// fill says it may be kept (a successful lookup) and no invalidation happened meanwhile. A nil
+// cache, or cached false, always calls fill.
+func (c *ScopeCache) lookup(k scopeKey, cached bool, fill func() (e scopeEntry, keep bool, err error)) (scopeEntry, error) {
+	if c == nil || !cached {
+		e, _, err := fill()
+		return e, err
+	}
+	e, gen, hit, usable := c.get(k)
+	if hit {
+		return e, nil
+	}
+	e, keep, err := fill()
+	if usable && keep && err == nil {
+		c.put(k, e, gen)
+	}
+	return e, err
+}
+
 // Invalidate drops the entries of a tenant, or every entry when tenantID is "" (a change to
 // a principal that may reach several tenants, or to the instance).
 func (c *ScopeCache) Invalidate(tenantID string) {

@@ -96,19 +96,13 @@ func (s *Service) authorizeScope(ctx context.Context, tok, tenantSlug, projectSl
 // tokenScope is the store's TokenScope, through the scope cache when cached is set and the
 // service has one.
 func (s *Service) tokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string, cached bool) (TokenRecord, tenant.Scope, error) {
-	if !cached || s.scopes == nil {
-		return s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
-	}
 	k := scopeKey{kind: 't', hash: hash, tenantSlug: tenantSlug, projectSlug: projectSlug, envSlug: envSlug}
-	e, gen, hit, usable := s.scopes.get(k)
-	if hit {
-		return e.tok, e.sc, nil
-	}
-	rec, sc, err := s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
-	if usable && err == nil && rec.RevokedAt == nil && rec.User.DisabledAt == nil && tenant.Visible(sc) == nil {
-		s.scopes.put(k, scopeEntry{tenantID: sc.Tenant.ID, tok: rec, sc: sc}, gen)
-	}
-	return rec, sc, err
+	e, err := s.scopes.lookup(k, cached, func() (scopeEntry, bool, error) {
+		rec, sc, err := s.store.TokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+		keep := rec.RevokedAt == nil && rec.User.DisabledAt == nil && tenant.Visible(sc) == nil
+		return scopeEntry{tenantID: sc.Tenant.ID, tok: rec, sc: sc}, keep, err
+	})
+	return e.tok, e.sc, err
 }
 
 // scoped finishes a scope lookup for an accepted principal: what the store did not find, or

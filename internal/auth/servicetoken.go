@@ -176,19 +176,12 @@ func (s *Service) RevokeServiceToken(ctx context.Context, actor audit.Actor, sc 
 // serviceTokenScope is the store's ServiceTokenScope, through the scope cache when cached is
 // set and the service has one.
 func (s *Service) serviceTokenScope(ctx context.Context, hash, tenantSlug, projectSlug, envSlug string, cached bool) (ServiceTokenRecord, tenant.Scope, error) {
-	if !cached || s.scopes == nil {
-		return s.store.ServiceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
-	}
 	k := scopeKey{kind: 's', hash: hash, tenantSlug: tenantSlug, projectSlug: projectSlug, envSlug: envSlug}
-	e, gen, hit, usable := s.scopes.get(k)
-	if hit {
-		return e.svc, e.sc, nil
-	}
-	rec, sc, err := s.store.ServiceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
-	if usable && err == nil && rec.RevokedAt == nil {
-		s.scopes.put(k, scopeEntry{tenantID: sc.Tenant.ID, svc: rec, sc: sc}, gen)
-	}
-	return rec, sc, err
+	e, err := s.scopes.lookup(k, cached, func() (scopeEntry, bool, error) {
+		rec, sc, err := s.store.ServiceTokenScope(ctx, hash, tenantSlug, projectSlug, envSlug)
+		return scopeEntry{tenantID: sc.Tenant.ID, svc: rec, sc: sc}, rec.RevokedAt == nil, err
+	})
+	return e.svc, e.sc, err
 }
 
 // AuthorizeServiceScope authenticates a service token and resolves the scope the slugs name,
