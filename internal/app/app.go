@@ -169,7 +169,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 		a.metrics.RegisterKeyCache(keyring.Cache().Stats)
 		a.metricsAddr = make(chan string, 1)
 	}
-	views, err := web.Parse()
+	views, assets, err := web.Parse()
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (a *App) build(ctx context.Context, stdout io.Writer, opts Options) error {
 		a.metrics.RegisterAuditFailing(a.Checkpoints.Failing)
 	}
 	deps := httpapi.Deps{
-		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(),
+		Log: a.log, Auth: authSvc, Tenants: tenants, Secrets: secretSvc, Setup: setup, Views: views, Static: web.Static(), Assets: assets,
 		Keys: secrets.NewKeyAdmin(a.Store, keyring, a.rotator), AuditLog: a.Store, Auditor: a.batcher,
 		Ready: func(ctx context.Context) error { return a.ready(ctx, keks) },
 	}

@@ -99,15 +99,24 @@ func (s *Server) listCheckpoints(c *gin.Context) {
 	respondPage(c, p, cps, func(cp audit.Checkpoint) string { return strconv.FormatInt(cp.Size, 10) }, viewCheckpoint)
 }
 
+// sequenceParam reads ?sequence=n, an audit entry's sequence, or answers why it cannot.
+func (s *Server) sequenceParam(c *gin.Context) (int64, bool) {
+	seq, err := strconv.ParseInt(c.Query("sequence"), 10, 64)
+	if err != nil || seq < 1 {
+		s.fail(c, coffer.Errorf(coffer.EINVALID, "sequence must be a positive number"))
+		return 0, false
+	}
+	return seq, true
+}
+
 // auditProof proves that entry ?sequence=n is in the latest checkpoint.
 func (s *Server) auditProof(c *gin.Context) {
 	sc, ok := s.allowed(c, tenant.ViewAudit)
 	if !ok {
 		return
 	}
-	seq, err := strconv.ParseInt(c.Query("sequence"), 10, 64)
-	if err != nil || seq < 1 {
-		s.fail(c, coffer.Errorf(coffer.EINVALID, "sequence must be a positive number"))
+	seq, ok := s.sequenceParam(c)
+	if !ok {
 		return
 	}
 	p, err := s.checkpoints.Prove(c.Request.Context(), sc.Tenant.ID, seq)
@@ -130,29 +139,38 @@ type revealedView struct {
 	Reason   string            `json:"reason,omitempty"`
 }
 
-// auditRevealed lists the names and versions a reveal entry covers. A reveal of a page of an
-// environment is recorded compactly (audit.RevealedPage); its set is listed from the
-// versions' history and checked against the entry's digest: verified is false, with the
-// reason, when the history no longer gives that set. Tenant owners and admins.
+// auditRevealed lists the names and versions a reveal entry covers (revealedBy). Tenant
+// owners and admins.
 func (s *Server) auditRevealed(c *gin.Context) {
 	sc, ok := s.allowed(c, tenant.ViewAudit)
 	if !ok {
 		return
 	}
-	seq, err := strconv.ParseInt(c.Query("sequence"), 10, 64)
-	if err != nil || seq < 1 {
-		s.fail(c, coffer.Errorf(coffer.EINVALID, "sequence must be a positive number"))
+	seq, ok := s.sequenceParam(c)
+	if !ok {
 		return
 	}
-	ctx := c.Request.Context()
-	recs, err := s.auditRecords.ChainRecords(ctx, sc.Tenant.ID, seq-1, 1)
+	v, err := s.revealedBy(c.Request.Context(), sc.Tenant.ID, seq)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	c.JSON(http.StatusOK, v)
+}
+
+// revealedBy lists the names and versions the reveal entry seq of the tenant's chain covers,
+// for the API and the dashboard's receipt lookup alike. A reveal of a page of an environment
+// is recorded compactly (audit.RevealedPage); its set is listed from the versions' history
+// and checked against the entry's digest: Verified is false, with the reason, when the
+// history no longer gives that set. ENOTFOUND for no such entry, EINVALID for one that is not
+// a reveal.
+func (s *Server) revealedBy(ctx context.Context, tenantID string, seq int64) (revealedView, error) {
+	recs, err := s.auditRecords.ChainRecords(ctx, tenantID, seq-1, 1)
+	if err != nil {
+		return revealedView{}, err
+	}
 	if len(recs) == 0 || recs[0].Seq != seq {
-		s.fail(c, coffer.Errorf(coffer.ENOTFOUND, "no audit entry %d", seq))
-		return
+		return revealedView{}, coffer.Errorf(coffer.ENOTFOUND, "no audit entry %d", seq)
 	}
 	e := recs[0].Chained
 	var md struct {
@@ -163,24 +181,20 @@ func (s *Server) auditRevealed(c *gin.Context) {
 		Digest   string          `json:"digest"`
 	}
 	if e.Action != audit.ActionSecretReveal || json.Unmarshal([]byte(e.Metadata), &md) != nil {
-		s.fail(c, coffer.Errorf(coffer.EINVALID, "audit entry %d is not a reveal", seq))
-		return
+		return revealedView{}, coffer.Errorf(coffer.EINVALID, "audit entry %d is not a reveal", seq)
 	}
 	v := revealedView{Sequence: seq, Target: e.Target, Revision: md.Revision, After: md.After}
 	if md.Revision == nil { // the names are in the entry itself
 		set, err := orderedSet(md.Secrets)
 		if err != nil {
-			s.fail(c, coffer.Errorf(coffer.EINVALID, "audit entry %d is not a reveal", seq))
-			return
+			return revealedView{}, coffer.Errorf(coffer.EINVALID, "audit entry %d is not a reveal", seq)
 		}
 		v.Secrets, v.Verified = set, true
-		c.JSON(http.StatusOK, v)
-		return
+		return v, nil
 	}
-	set, err := s.auditRecords.RevealedAt(ctx, sc.Tenant.ID, e.TargetID, *md.Revision, md.After, md.Count)
+	set, err := s.auditRecords.RevealedAt(ctx, tenantID, e.TargetID, *md.Revision, md.After, md.Count)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return revealedView{}, err
 	}
 	d := audit.RevealedDigest(set)
 	v.Secrets, v.Digest = set, md.Digest
@@ -192,7 +206,7 @@ func (s *Server) auditRevealed(c *gin.Context) {
 	default:
 		v.Verified = true
 	}
-	c.JSON(http.StatusOK, v)
+	return v, nil
 }
 
 // orderedSet reads a verbose reveal entry's {"NAME":version,…} in the entry's order.

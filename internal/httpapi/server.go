@@ -76,6 +76,7 @@ type Server struct {
 	setup         *Setup
 	views         *template.Template
 	static        fs.FS
+	assets        Assets
 	authLimiter   *attemptLimiter
 	// mintLimiter bounds how fast one user creates tokens and users (credentials).
 	mintLimiter *attemptLimiter
@@ -116,6 +117,8 @@ type Deps struct {
 	Setup   *Setup
 	Views   *template.Template
 	Static  fs.FS
+	// Assets names the static files by content (web.Assets); nil serves plain names only.
+	Assets Assets
 	// Metrics, when set, is told of every request by route template and status. Leave it
 	// nil, not a typed nil pointer, to record nothing.
 	Metrics HTTPObserver
@@ -151,7 +154,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: d.Log, auth: d.Auth, tenants: d.Tenants, secrets: d.Secrets, ready: d.Ready,
-		setup: d.Setup, views: d.Views, static: d.Static, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
+		setup: d.Setup, views: d.Views, static: d.Static, assets: d.Assets, authLimiter: newAttemptLimiter(30, 20), mintLimiter: newAttemptLimiter(20, 20),
 		metrics: d.Metrics, keyAdmin: d.Keys, auditLog: d.AuditLog, checkpoints: d.Checkpoints, auditRecords: d.AuditRecords, auditor: d.Auditor, deniedLimiter: newAttemptLimiter(20, 20),
 		secureCookies: strings.HasPrefix(cfg.BaseURL, "https://"), cop: http.NewCrossOriginProtection(),
 	}
@@ -231,7 +234,21 @@ func (s *Server) routes() *gin.Engine {
 	r.POST("/account/totp", s.localOn, s.pageSession, s.confirmTOTP)
 	r.POST("/account/totp/disable", s.localOn, s.pageSession, s.disableTOTP)
 	r.POST("/invitations/accept", s.pageSession, s.invitationAcceptForm)
-	r.StaticFS("/static", http.FS(s.static))
+	r.GET("/static/*file", s.staticFile)
+	// The web dashboard (dashboard.go).
+	d := r.Group("/t", s.dashboardCSP)
+	d.GET("", s.pageSession, s.tenantsPage)
+	ts := d.Group("/:tenant", s.pageScope)
+	ts.GET("", s.projectsPage)
+	ts.POST("/projects", s.createProjectPage)
+	ts.GET("/p/:project", s.projectPage)
+	ts.GET("/p/:project/e/:env", s.envPage)
+	ts.POST("/p/:project/e/:env/reveal", s.revealPage)
+	ts.POST("/p/:project/e/:env/secrets", s.putSecretPage)
+	ts.POST("/p/:project/e/:env/secrets/:name/delete", s.deleteSecretPage)
+	ts.GET("/p/:project/e/:env/rows/:name", s.rowFragment)
+	s.envPages(ts)
+	s.tenantPages(ts)
 	r.GET("/api/v1/openapi.json", s.openapi)
 	r.GET("/api/v1/audit/public-key", s.auditPublicKey)
 	r.GET("/api/v1/events", s.events) // authenticates before any upgrade (events.go)
