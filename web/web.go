@@ -20,7 +20,9 @@ var files embed.FS
 var Views = []string{"index.html", "setup.html", "setup_done.html", "setup_closed.html", "invitation.html", "account.html",
 	"login.html", "login_totp.html", "totp.html", "totp_codes.html", "reset.html", "reset_done.html", "oidc_error.html",
 	"dash_tenants.html", "dash_projects.html", "dash_project.html", "dash_env.html", "dash_row.html", "dash_error.html",
-	"dash_bulk.html", "dash_compare.html", "dash_history.html", "dash_at.html", "dash_audit.html", "dash_tokens.html"}
+	"dash_bulk.html", "dash_compare.html", "dash_history.html", "dash_at.html", "dash_audit.html", "dash_tokens.html",
+	"dash_keys.html", "dash_webhooks.html", "dash_service_tokens.html", "dash_settings.html",
+	"dash_members.html", "dash_project_members.html"}
 
 // Scripts are the static files the dashboard's pages load, each checked at start-up.
 var Scripts = []string{"vendor/htmx-2.0.11.min.js", "coffer.js", "coffer.css"}

@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cofferhq/coffer/internal/browsertest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // signInAt opens path, is sent to the sign-in form, signs in and checks it is back at path.
@@ -34,7 +35,7 @@ func TestBrowserDashboard(t *testing.T) {
 		s.withProject()
 		const email = "ada@example.com"
 		id, tok := s.localUser(email)
-		s.join(s.owner, "default", tok, email, "admin")
+		s.join(s.owner, "default", tok, email, "owner")
 		s.setLocalPassword(id, localPassword)
 		s.must(http.StatusCreated, "PUT", envPath+"staging/secrets/API_KEY", s.owner, map[string]string{"value": "browser-secret"})
 		b := browsertest.Start(t)
@@ -62,8 +63,13 @@ func TestBrowserDashboard(t *testing.T) {
 				t.Fatal("a live update brought a value into the page")
 			}
 
+			// The reveal is on the audit page.
+			tab.Run(t, chromedp.Navigate(s.base+"/t/default/audit?action=secret.reveal"))
+			tab.WaitText(t, "main", "default/web/staging/API_KEY", 5*time.Second)
+
 			for _, p := range []string{"/t/default", "/t/default/p/web", dashEnv + "/bulk", "/t/default/p/web/compare?from=staging&to=production",
-				dashEnv + "/history/API_KEY", dashEnv + "/at"} {
+				dashEnv + "/history/API_KEY", dashEnv + "/at", "/t/default/audit", "/t/default/tokens", "/t/default/members", "/t/default/keys",
+				"/t/default/settings", "/t/default/p/web/members", "/t/default/p/web/webhooks", "/t/default/p/web/service-tokens"} {
 				tab.Run(t, chromedp.Navigate(s.base+p))
 				shots(t, tab, strings.NewReplacer("/", "_", "?", "_", "&", "_", "=", "_").Replace(strings.TrimPrefix(p, "/t/default")))
 			}
@@ -75,7 +81,97 @@ func TestBrowserDashboard(t *testing.T) {
 			signInAt(t, s, tab, dashEnv, email)
 			tab.ClickAndWait(t, `#row-API_KEY form[action$="/reveal"] button`)
 			tab.WaitText(t, "#row-API_KEY [data-secret]", "y", 5*time.Second)
+			// Edit: open the row's details, type, save (compare-and-set on the version shown).
+			tab.Run(t, chromedp.Click(chromedp.CSS(`#row-API_KEY summary`)),
+				chromedp.SendKeys(chromedp.CSS(`#row-API_KEY textarea[name="value"]`), "edited-without-js"))
+			tab.ClickAndWait(t, `#row-API_KEY form[action$="/secrets"] button[type="submit"]`)
+			tab.WaitText(t, "main", "Saved API_KEY (version 3)", 5*time.Second)
+			// Bulk edit: paste, preview, apply.
+			tab.Run(t, chromedp.Navigate(s.base+dashEnv+"/bulk"),
+				chromedp.SendKeys(chromedp.CSS(`#text`), "NOJS_ONE=1\nNOJS_TWO=2\n"))
+			tab.ClickAndWait(t, `button[value="preview"]`)
+			tab.WaitText(t, "#preview", "NOJS_TWO", 5*time.Second)
+			tab.ClickAndWait(t, `button[value="apply"]`)
+			tab.WaitText(t, "main", "Saved 2 changes in one write", 5*time.Second)
+			if got := s.must(http.StatusOK, "GET", envPath+"staging/secrets/NOJS_TWO", s.owner, nil); got.body["value"] != "2" {
+				t.Fatalf("bulk edit without JavaScript: %s", got.raw)
+			}
 			noProblems(t, tab)
 		})
 	})
+}
+
+// TestBrowserLiveResume: when the server goes away, an open environment page says that live
+// updates paused; when it is back (a restart on the same address), the page resumes from the
+// last event it saw, says so, and shows what was written meanwhile and after.
+func TestBrowserLiveResume(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			dbURL, dir := storetest.Database(t, d)
+			s := startOn(t, d, dbURL, dir, nil)
+			s.withProject()
+			const email = "ada@example.com"
+			id, tok := s.localUser(email)
+			s.join(s.owner, "default", tok, email, "admin")
+			s.setLocalPassword(id, localPassword)
+			b := browsertest.Start(t)
+			tab := b.Tab(t)
+			signInAt(t, s, tab, dashEnv, email)
+			tab.Run(t, chromedp.WaitReady(chromedp.CSS(`body[data-live-ready="true"]`)))
+			s.must(http.StatusCreated, "PUT", envPath+"staging/secrets/BEFORE", s.owner, map[string]string{"value": "x"})
+			tab.WaitText(t, "#secrets", "BEFORE", 5*time.Second)
+
+			addr := strings.TrimPrefix(s.base, "http://")
+			s.stop()
+			tab.WaitText(t, "#live-banner", "Live updates paused", 5*time.Second)
+			// Meanwhile another replica (another address) writes: the page cannot hear of it.
+			w := startOn(t, d, dbURL, dir, map[string]string{"COFFER_BOOTSTRAP_TOKEN": ""})
+			w.owner = s.owner
+			w.must(http.StatusCreated, "PUT", envPath+"staging/secrets/DURING", w.owner, map[string]string{"value": "y"})
+			w.stop()
+			// Back on the same database and address, as after a deploy: the page resumes from
+			// the last event it saw, so it gets DURING too.
+			r := startOn(t, d, dbURL, dir, map[string]string{"COFFER_BOOTSTRAP_TOKEN": "", "COFFER_LISTEN": addr})
+			r.owner = s.owner
+			tab.WaitText(t, "#live-banner", "Live updates resumed", 15*time.Second)
+			tab.WaitText(t, "#secrets", "DURING", 5*time.Second)
+			r.must(http.StatusCreated, "PUT", envPath+"staging/secrets/AFTER", r.owner, map[string]string{"value": "z"})
+			tab.WaitText(t, "#secrets", "AFTER", 5*time.Second)
+			// The page's own connection dropping is expected here; anything else is not.
+			for _, p := range tab.Problems() {
+				if !strings.Contains(p, "WebSocket") && !strings.Contains(p, "ERR_CONNECTION_REFUSED") {
+					t.Errorf("page problem: %s", p)
+				}
+			}
+		})
+	}
+}
+
+// TestBrowserOIDCSignIn signs in once through Dex in the browser: an invited person opens the
+// dashboard, signs in at the provider and lands on the tenant's projects.
+func TestBrowserOIDCSignIn(t *testing.T) {
+	s, p := startOIDC(t, "sqlite", nil)
+	s.invite(s.owner, "default", oidcEmail, "member")
+	b := browsertest.Start(t)
+	tab := b.Tab(t)
+	tab.Run(t, chromedp.Navigate(s.base+"/auth/oidc/login?return_to=/t"))
+	if u := tab.Location(t); !strings.HasPrefix(u, p.Issuer) {
+		t.Fatalf("sign-in went to %s, want Dex at %s", u, p.Issuer)
+	}
+	tab.Run(t,
+		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), p.Email),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), p.Password),
+	)
+	tab.ClickAndWait(t, `button[type="submit"]`)
+	if u := tab.Location(t); u != s.base+"/t/default" {
+		t.Fatalf("after Dex, the browser shows %s, want %s/t/default; the page says: %s", u, s.base, tab.Text(t, "body"))
+	}
+	tab.WaitText(t, "header", oidcEmail, 5*time.Second)
+	tab.WaitText(t, "main", "Projects", 5*time.Second)
+	// Dex's own pages are not ours to judge; Coffer's must be clean.
+	for _, prob := range tab.Problems() {
+		if !strings.Contains(prob, p.Issuer) {
+			t.Errorf("page problem: %s", prob)
+		}
+	}
 }

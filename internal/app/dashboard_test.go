@@ -261,3 +261,43 @@ func TestDashboardWorkflow(t *testing.T) {
 		}
 	})
 }
+
+// TestDashboardDestroyAndRestore: a project admin destroys old versions from the history page
+// (never the current one) and restores a deleted secret from the environment page.
+func TestDashboardDestroyAndRestore(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		cookie := s.signIn(s.owner)
+		csrf := auth.CSRFToken(cookie)
+		post := func(path string, form url.Values) response {
+			return s.browse("POST", path, cookie, s.base, csrf, form.Encode(), true)
+		}
+		for _, v := range []string{"one", "two", "three"} {
+			s.must(http.StatusOK, "PATCH", envPath+"staging/secrets", s.owner, map[string]any{"secrets": []map[string]any{{"name": "TOKEN", "value": v}}})
+		}
+		html := htmlOf(t, s.browse("GET", dashEnv+"/history/TOKEN", cookie, "", "", "", false), http.StatusOK, "history")
+		if !strings.Contains(html, `name="version" value="1"`) || strings.Contains(html, `name="version" value="3"`) {
+			t.Fatalf("destroy choices: %.1500s", html[strings.Index(html, "<main>"):])
+		}
+		html = htmlOf(t, post(dashEnv+"/history/TOKEN/destroy", url.Values{"version": {"1", "2"}}), http.StatusOK, "destroy")
+		if !strings.Contains(html, "Destroyed for good: versions 1, 2.") || !strings.Contains(html, "</main></body></html>") {
+			t.Fatalf("after destroy: %.1500s", html[strings.Index(html, "<main>"):])
+		}
+		if r := s.call("GET", envPath+"staging/secrets/TOKEN?version=1", s.owner, nil); r.status != http.StatusGone {
+			t.Fatalf("a destroyed version: %d", r.status)
+		}
+		if r := post(dashEnv+"/history/TOKEN/destroy", url.Values{"version": {"3"}}); r.status != http.StatusConflict {
+			t.Fatalf("destroying the current version: %d", r.status)
+		}
+
+		s.must(http.StatusNoContent, "DELETE", envPath+"staging/secrets/TOKEN", s.owner, nil)
+		html = htmlOf(t, s.browse("GET", dashEnv, cookie, "", "", "", false), http.StatusOK, "environment")
+		if !strings.Contains(html, `id="deleted"`) || !strings.Contains(html, "/secrets/TOKEN/restore") {
+			t.Fatalf("deleted section: %.1500s", html[strings.Index(html, "<main>"):])
+		}
+		html = htmlOf(t, post(dashEnv+"/secrets/TOKEN/restore", nil), http.StatusOK, "restore")
+		if !strings.Contains(html, "Saved TOKEN (restored at version 3)") || strings.Contains(html, `id="deleted"`) {
+			t.Fatalf("after restore: %.1500s", html[strings.Index(html, "<main>"):])
+		}
+	})
+}

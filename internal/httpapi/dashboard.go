@@ -278,6 +278,7 @@ type envPage struct {
 	TenantName, Project, ProjectName, EnvName, Base string
 	Protected, CanWrite                             bool
 	Rows                                            []secretRow
+	Deleted                                         []secrets.Secret
 	Flash, Error                                    string
 }
 
@@ -325,6 +326,19 @@ func (s *Server) renderEnv(c *gin.Context, status int, flash, problem string, ch
 			rows[i] = *change
 		}
 	}
+	var deleted []secrets.Secret
+	if tenant.Authorize(sc, tenant.WriteSecrets) == nil {
+		all, _, err := s.secrets.List(c.Request.Context(), sc, secrets.ListOptions{Limit: maxLimit, IncludeDeleted: true})
+		if err != nil {
+			s.pageError(c, err)
+			return
+		}
+		for _, sec := range all {
+			if sec.DeletedAt != nil {
+				deleted = append(deleted, sec)
+			}
+		}
+	}
 	ch, err := s.frame(c, sc.Environment.Name+" · "+sc.Project.Name, sc.Tenant.Slug)
 	if err != nil {
 		s.pageError(c, err)
@@ -334,7 +348,7 @@ func (s *Server) renderEnv(c *gin.Context, status int, flash, problem string, ch
 	ch.Live = &liveTarget{Tenant: sc.Tenant.Slug, Project: sc.Project.Slug, Env: sc.Environment.Slug, Rows: base + "/rows/"}
 	s.render(c, status, "dash_env.html", envPage{Chrome: ch, TenantName: sc.Tenant.Name, Project: sc.Project.Slug,
 		ProjectName: sc.Project.Name, EnvName: sc.Environment.Name, Base: base, Protected: sc.Environment.Protected,
-		CanWrite: tenant.Authorize(sc, tenant.WriteSecrets) == nil, Rows: rows, Flash: flash, Error: problem})
+		CanWrite: tenant.Authorize(sc, tenant.WriteSecrets) == nil, Rows: rows, Deleted: deleted, Flash: flash, Error: problem})
 }
 
 // partial reports whether htmx asked for a fragment rather than a page.

@@ -27,6 +27,8 @@ func (s *Server) envPages(ts *gin.RouterGroup) {
 	ts.POST("/p/:project/promote", s.promotePage)
 	ts.GET("/p/:project/e/:env/history/:name", s.historyPage)
 	ts.POST("/p/:project/e/:env/history/:name/rollback", s.rollbackPage)
+	ts.POST("/p/:project/e/:env/history/:name/destroy", s.destroyPage)
+	ts.POST("/p/:project/e/:env/secrets/:name/restore", s.restoreSecretPage)
 	ts.GET("/p/:project/e/:env/at", s.pointInTimePage)
 	ts.POST("/p/:project/e/:env/at", s.restoreAtPage)
 }
@@ -323,7 +325,7 @@ type historyPage struct {
 	Base, Name, Flash                         string
 	Current                                   int
 	Versions                                  []secrets.Version
-	CanWrite                                  bool
+	CanWrite, CanDestroy                      bool
 }
 
 // historyPage lists a secret's versions (who, when, note, destroyed) with a rollback to each.
@@ -336,12 +338,15 @@ func (s *Server) historyPage(c *gin.Context) {
 		return
 	}
 	page := historyPage{TenantName: sc.Tenant.Name, Project: sc.Project.Slug, ProjectName: sc.Project.Name, EnvName: sc.Environment.Name,
-		Base: envBase(sc), Name: name, Versions: vs, CanWrite: tenant.Authorize(sc, tenant.WriteSecrets) == nil}
+		Base: envBase(sc), Name: name, Versions: vs, CanWrite: tenant.Authorize(sc, tenant.WriteSecrets) == nil,
+		CanDestroy: tenant.Authorize(sc, tenant.DestroySecrets) == nil}
 	if len(vs) > 0 {
 		page.Current = vs[0].Version
 	}
 	if v := c.Query("rolled_back"); v != "" {
 		page.Flash = "Rolled back: version " + v + " is the current value again, as a new version."
+	} else if v := c.Query("destroyed"); v != "" {
+		page.Flash = "Destroyed for good: versions " + v + "."
 	}
 	if page.Chrome, err = s.frame(c, name+" · "+sc.Environment.Name, sc.Tenant.Slug); err != nil {
 		s.pageError(c, err)
@@ -363,6 +368,43 @@ func (s *Server) rollbackPage(c *gin.Context) {
 		return
 	}
 	c.Redirect(http.StatusSeeOther, envBase(sc)+"/history/"+url.PathEscape(name)+"?rolled_back="+strconv.Itoa(v))
+}
+
+// destroyPage erases the chosen versions' values for good (project admins; never the current
+// one): the same Destroy as the API, audited with the versions.
+func (s *Server) destroyPage(c *gin.Context) {
+	sc := s.scope(c)
+	name := c.Param("name")
+	var versions []int
+	for _, v := range c.PostFormArray("version") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.pageError(c, coffer.Errorf(coffer.EINVALID, "versions are version numbers"))
+			return
+		}
+		versions = append(versions, n)
+	}
+	destroyed, err := s.secrets.Destroy(c.Request.Context(), actor(c), sc, name, versions)
+	if err != nil {
+		s.pageError(c, err)
+		return
+	}
+	list := make([]string, len(destroyed))
+	for i, v := range destroyed {
+		list[i] = strconv.Itoa(v)
+	}
+	c.Redirect(http.StatusSeeOther, envBase(sc)+"/history/"+url.PathEscape(name)+"?destroyed="+url.QueryEscape(strings.Join(list, ", ")))
+}
+
+// restoreSecretPage brings a deleted secret back at its last version.
+func (s *Server) restoreSecretPage(c *gin.Context) {
+	sc := s.scope(c)
+	res, err := s.secrets.Restore(c.Request.Context(), actor(c), sc, c.Param("name"))
+	if err != nil {
+		s.pageError(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, envBase(sc)+"?saved="+url.QueryEscape(res.Name+" (restored at version "+strconv.Itoa(res.Version)+")"))
 }
 
 type pointInTimePage struct {

@@ -8,4 +8,6 @@ func (s *Server) tenantPages(ts *gin.RouterGroup) {
 	ts.GET("/audit", s.auditPage)
 	ts.GET("/tokens", s.tokensPage)
 	ts.POST("/tokens/:id/revoke", s.revokeTokenPage)
+	s.memberPages(ts)
+	s.adminPages(ts)
 }

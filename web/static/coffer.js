@@ -29,6 +29,20 @@ function revealed(root) {
       button.textContent = "Copied";
     });
   }
+  // A credential shown once (a new token, a signing secret): the button copies the text of
+  // the element its data-copy-text selector names (an <input>'s value), or of the element
+  // before it.
+  for (const button of root.querySelectorAll("button[data-copy-text]")) {
+    if (!navigator.clipboard) continue;
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      const sel = button.dataset.copyText;
+      const source = sel ? document.querySelector(sel) : button.previousElementSibling;
+      if (!source) return;
+      await navigator.clipboard.writeText(source.value !== undefined ? source.value : source.textContent);
+      button.textContent = "Copied";
+    });
+  }
   for (const link of root.querySelectorAll("a[data-hide]")) {
     link.addEventListener("click", (e) => {
       e.preventDefault();
