@@ -175,3 +175,94 @@ func TestBrowserOIDCSignIn(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserWorkflow is issue 17's flow in the browser: create a project, add a secret,
+// paste a 50-line .env and apply it, resolve a compare-and-set conflict, compare staging with
+// production and promote one variable, roll a secret back, restore the environment to a
+// moment, and revoke a token.
+func TestBrowserWorkflow(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		const email = "ada@example.com"
+		id, tok := s.localUser(email)
+		s.join(s.owner, "default", tok, email, "owner")
+		s.setLocalPassword(id, localPassword)
+		b := browsertest.Start(t)
+		tab := b.Tab(t)
+		signInAt(t, s, tab, "/t/default", email)
+
+		// A project, and a secret in staging.
+		tab.Run(t, chromedp.SendKeys(chromedp.CSS(`#slug`), "web"), chromedp.SendKeys(chromedp.CSS(`#name`), "Web"))
+		tab.ClickAndWait(t, `form[action="/t/default/projects"] button[type="submit"]`)
+		tab.Run(t, chromedp.Navigate(s.base+dashEnv))
+		tab.Run(t, chromedp.SendKeys(chromedp.CSS(`#new-name`), "FIRST"), chromedp.SendKeys(chromedp.CSS(`#new-value`), "first-value"))
+		tab.ClickAndWait(t, `#new-name + label + textarea + label + input + button, form:has(#new-name) button[type="submit"]`)
+		tab.WaitText(t, "main", "Saved FIRST (version 1)", 5*time.Second)
+		before := time.Now().UTC()
+		time.Sleep(10 * time.Millisecond)
+
+		// A 50-line .env, previewed and applied.
+		var text strings.Builder
+		for i := range 50 {
+			text.WriteString("BULK_" + itoa(i) + "=v" + itoa(i) + "\n")
+		}
+		tab.Run(t, chromedp.Navigate(s.base+dashEnv+"/bulk"), chromedp.SetValue(chromedp.CSS(`#text`), text.String()))
+		tab.ClickAndWait(t, `button[value="preview"]`)
+		tab.WaitText(t, "main", "50 added", 5*time.Second)
+		tab.ClickAndWait(t, `button[value="apply"]`)
+		tab.WaitText(t, "main", "Saved 50 changes in one write", 5*time.Second)
+
+		// A conflict: the page shows FIRST at v1, someone writes v2, the edit from v1 is
+		// refused in place with the newer version named; after a reload the edit goes in.
+		tab.Run(t, chromedp.Navigate(s.base+dashEnv), chromedp.WaitReady(chromedp.CSS(`body[data-live-ready="true"]`)))
+		s.must(http.StatusOK, "PUT", envPath+"staging/secrets/FIRST", s.owner, map[string]string{"value": "theirs"})
+		// The live update replaces the row (and the version its form expects): once it has,
+		// set the form back to the version the page first showed, as a page that missed the
+		// update would have it.
+		tab.WaitText(t, "#row-FIRST", "v2", 5*time.Second)
+		tab.Run(t, chromedp.Click(chromedp.CSS(`#row-FIRST summary`)),
+			chromedp.SetAttributeValue(chromedp.CSS(`#row-FIRST input[name="expect"]`), "value", "1"),
+			chromedp.SendKeys(chromedp.CSS(`#row-FIRST textarea[name="value"]`), "mine"),
+			chromedp.Click(chromedp.CSS(`#row-FIRST form[action$="/secrets"] button[type="submit"]`)))
+		tab.WaitText(t, "#row-FIRST", "is at version 2 now", 5*time.Second)
+		tab.Run(t, chromedp.Navigate(s.base+dashEnv), chromedp.WaitReady(chromedp.CSS(`body[data-live-ready="true"]`)))
+		tab.Run(t, chromedp.Click(chromedp.CSS(`#row-FIRST summary`)),
+			chromedp.SendKeys(chromedp.CSS(`#row-FIRST textarea[name="value"]`), "mine"),
+			chromedp.Click(chromedp.CSS(`#row-FIRST form[action$="/secrets"] button[type="submit"]`)))
+		tab.WaitText(t, "#row-FIRST", "v3", 5*time.Second)
+
+		// Compare staging with production, promote one variable.
+		tab.Run(t, chromedp.Navigate(s.base+"/t/default/p/web/compare?from=staging&to=production"),
+			chromedp.Click(chromedp.CSS(`#p-BULK_7`)))
+		tab.ClickAndWait(t, `form[action$="/promote"] button[type="submit"]`)
+		tab.WaitText(t, "main", "Promoted BULK_7.", 5*time.Second)
+		if got := s.must(http.StatusOK, "GET", envPath+"production/secrets/BULK_7", s.owner, nil); got.body["value"] != "v7" {
+			t.Fatalf("promoted: %s", got.raw)
+		}
+
+		// Roll FIRST back to v1.
+		tab.Run(t, chromedp.Navigate(s.base+dashEnv+"/history/FIRST"))
+		tab.ClickAndWait(t, `form:has(input[name="version"][value="1"]) button`)
+		tab.WaitText(t, "main", "version 1 is the current value again", 5*time.Second)
+
+		// Restore staging to the moment before the bulk write.
+		at := before.Format(time.RFC3339Nano)
+		tab.Run(t, chromedp.Navigate(s.base+dashEnv+"/at?at="+at))
+		tab.ClickAndWait(t, `form[action$="/at"][method="post"] button`)
+		tab.WaitText(t, "main", "Restored:", 5*time.Second)
+		if n := len(s.must(http.StatusOK, "GET", envPath+"staging/secrets?limit=1000", s.owner, nil).items()); n != 1 {
+			t.Fatalf("after restoring to %s staging has %d secrets, want 1", at, n)
+		}
+
+		// Revoke a token.
+		created := s.serviceToken(s.owner, "deploy", "read", "staging")
+		svc, _ := created.body["token"].(string)
+		svcID, _ := created.body["id"].(string)
+		tab.Run(t, chromedp.Navigate(s.base+"/t/default/tokens"))
+		tab.ClickAndWait(t, `#token-`+svcID+` button`)
+		tab.WaitText(t, "main", "Revoked", 5*time.Second)
+		if r := s.call("GET", envPath+"staging/secrets", svc, nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("the revoked token: %d", r.status)
+		}
+		noProblems(t, tab)
+	})
+}

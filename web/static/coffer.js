@@ -112,10 +112,10 @@ function live() {
 async function refreshRow(base, name) {
   const table = document.querySelector("#secrets");
   if (!table) return;
-  const current = document.getElementById("row-" + name);
   const res = await fetch(base + encodeURIComponent(name), { headers: { Accept: "text/html" }, credentials: "same-origin" });
   if (res.status === 404) {
-    if (current) current.remove();
+    const gone = document.getElementById("row-" + name);
+    if (gone) gone.remove();
     return;
   }
   if (!res.ok) return;
@@ -123,10 +123,13 @@ async function refreshRow(base, name) {
   tpl.innerHTML = (await res.text()).trim();
   const row = tpl.content.firstElementChild;
   if (!row) return;
+  // Fetches can finish out of order: never replace a row with an older version of it.
+  const shown = document.getElementById("row-" + name);
+  if (shown && Number(row.dataset.version) < Number(shown.dataset.version)) return;
   // A value the user had revealed is not carried over: the new row shows the new version,
   // masked.
-  if (current) {
-    current.replaceWith(row);
+  if (shown) {
+    shown.replaceWith(row);
   } else {
     table.hidden = false;
     const empty = document.getElementById("empty");
