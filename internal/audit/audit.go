@@ -23,6 +23,7 @@ const (
 	ActionTenantDelete        = "tenant.delete"
 	ActionTenantMemberAdd     = "tenant.member.add"
 	ActionTenantMemberRemove  = "tenant.member.remove"
+	ActionTenantMemberRole    = "tenant.member.role" // a member's tenant role changed
 	ActionProjectCreate       = "project.create"
 	ActionProjectUpdate       = "project.update"
 	ActionProjectDelete       = "project.delete"

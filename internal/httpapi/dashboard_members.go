@@ -26,6 +26,7 @@ import (
 func (s *Server) memberPages(ts *gin.RouterGroup) {
 	ts.GET("/members", s.membersPage)
 	ts.POST("/members/:user/remove", s.removeMemberPage)
+	ts.POST("/members/:user/role", s.memberRolePage)
 	ts.POST("/invitations", s.invitePage)
 	ts.POST("/invitations/:invitation/revoke", s.revokeInvitationPage)
 	ts.GET("/p/:project/members", s.projectMembersPage)
@@ -71,6 +72,8 @@ func (s *Server) membersPage(c *gin.Context) {
 		page.Flash = "Removed " + n + " from the tenant."
 	} else if n := c.Query("revoked"); n != "" {
 		page.Flash = "Revoked the invitation for " + n + "."
+	} else if n := c.Query("role"); n != "" {
+		page.Flash = "Changed the role of " + n + "."
 	}
 	s.renderMembers(c, http.StatusOK, page)
 }
@@ -192,6 +195,27 @@ func (s *Server) removeMemberPage(c *gin.Context) {
 		return
 	}
 	c.Redirect(http.StatusSeeOther, membersBase(sc)+"?removed="+url.QueryEscape(what))
+}
+
+// memberRolePage is a member's role form (as PUT …/members/:user).
+func (s *Server) memberRolePage(c *gin.Context) {
+	sc := s.scope(c)
+	id := c.Param("user")
+	if err := s.tenants.SetMemberRole(c.Request.Context(), actor(c), sc, id, tenant.Role(c.PostForm("role"))); err != nil {
+		if code := coffer.ErrorCode(err); code == coffer.EINVALID || code == coffer.ECONFLICT {
+			s.renderMembers(c, statusOf[code], membersPage{Error: coffer.ErrorMessage(err)})
+			return
+		}
+		s.pageError(c, err)
+		return
+	}
+	what := "the member"
+	if ms, err := s.tenants.ListMembers(c.Request.Context(), sc, "", maxLimit); err == nil {
+		if i := slices.IndexFunc(ms, func(m tenant.Member) bool { return m.UserID == id }); i >= 0 {
+			what = ms[i].Email + " to " + string(ms[i].Role)
+		}
+	}
+	c.Redirect(http.StatusSeeOther, membersBase(sc)+"?role="+url.QueryEscape(what))
 }
 
 // envAccess is one environment's override of a project member's role; "" is none.

@@ -279,6 +279,7 @@ func (s *Server) routes() *gin.Engine {
 	t.POST("/invitations", s.createInvitation)
 	t.DELETE("/invitations/:invitation", s.revokeInvitation)
 	t.DELETE("/members/:user", s.removeMember)
+	t.PUT("/members/:user", s.setMemberRole)
 	t.GET("/audit", s.listAudit)
 	t.GET("/audit/verify", s.verifyAudit)
 	t.GET("/audit/checkpoints", s.listCheckpoints)

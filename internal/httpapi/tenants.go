@@ -95,6 +95,25 @@ func (s *Server) deleteTenant(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
+type memberRoleReq struct {
+	Role string `json:"role"`
+}
+
+// setMemberRole changes a member's tenant role.
+func (s *Server) setMemberRole(c *gin.Context) {
+	var req memberRoleReq
+	if err := decode(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	sc := s.scope(c)
+	if err := s.tenants.SetMemberRole(c.Request.Context(), actor(c), sc, c.Param("user"), tenant.Role(req.Role)); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 func (s *Server) listMembers(c *gin.Context) {
 	sc := s.scope(c)
 	p, err := parsePage(c)

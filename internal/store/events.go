@@ -44,6 +44,7 @@ var accessActions = map[string]bool{
 	audit.ActionLogout:              true,
 	audit.ActionUserDisable:         true,
 	audit.ActionTenantMemberRemove:  true,
+	audit.ActionTenantMemberRole:    true,
 	audit.ActionProjectMemberAdd:    true,
 	audit.ActionProjectMemberRemove: true,
 	audit.ActionEnvironmentUpdate:   true,

@@ -392,6 +392,38 @@ func (s *Store) RemoveMember(ctx context.Context, tenantID, userID string, actor
 	})
 }
 
+// SetMemberRole implements tenant.Store. Taking the owner role away needs an owner and
+// another owner left (counted under lock, as for removals).
+func (s *Store) SetMemberRole(ctx context.Context, tenantID, userID string, role, actorRole tenant.Role, e audit.Entry) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		current, err := s.memberRole(tx, tenantID, userID)
+		if err != nil {
+			return err
+		}
+		if current == "" {
+			return notFound("member")
+		}
+		if current == role {
+			return nil
+		}
+		if current == tenant.RoleOwner {
+			if actorRole != tenant.RoleOwner {
+				return coffer.Errorf(coffer.EFORBIDDEN, "only owners grant or remove the owner role")
+			}
+			if n, err := s.countOwners(tx, tenantID); err != nil {
+				return err
+			} else if n <= 1 {
+				return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
+			}
+		}
+		if err := tx.Exec(`UPDATE tenant_members SET role = ? WHERE tenant_id = ? AND user_id = ?`, string(role), tenantID, userID).Error; err != nil {
+			return err
+		}
+		e.Metadata = map[string]any{"from": string(current), "to": string(role)}
+		return appendAudit(tx, e)
+	})
+}
+
 func insertEnvironment(tx *gorm.DB, ne tenant.NewEnvironment) error {
 	env := ne.Environment
 	row := environmentRow{ID: env.ID, TenantID: env.TenantID, ProjectID: env.ProjectID, Slug: env.Slug, Name: env.Name,

@@ -108,6 +108,31 @@ func (s *Service) RemoveMember(ctx context.Context, actor audit.Actor, sc Scope,
 	return nil
 }
 
+// SetMemberRole changes another member's role in the tenant: owners and admins, only owners
+// grant or take away the owner role, and a tenant keeps at least one owner. Nobody changes
+// their own role (another owner or admin does), so no one locks themselves out by mistake.
+func (s *Service) SetMemberRole(ctx context.Context, actor audit.Actor, sc Scope, userID string, role Role) error {
+	if err := Authorize(sc, ManageMembers); err != nil {
+		return err
+	}
+	if !role.Valid() {
+		return coffer.Errorf(coffer.EINVALID, "role must be owner, admin or member")
+	}
+	if err := CheckGrantRole(sc.Role, role); err != nil {
+		return err
+	}
+	if userID == sc.UserID {
+		return coffer.Errorf(coffer.ECONFLICT, "you cannot change your own role; another owner or admin can")
+	}
+	e := actor.New(audit.ActionTenantMemberRole, sc.Tenant.ID, "user", userID, sc.Tenant.Slug, nil)
+	e.Event = &coffer.Event{Type: e.Action, TenantID: sc.Tenant.ID}
+	if err := s.store.SetMemberRole(ctx, sc.Tenant.ID, userID, role, sc.Role, e); err != nil {
+		return err
+	}
+	s.pub.Publish(ctx, *e.Event)
+	return nil
+}
+
 // CreateProject creates a project with the default environments, each with its own data key.
 func (s *Service) CreateProject(ctx context.Context, actor audit.Actor, sc Scope, slug, name string) (Project, error) {
 	if err := Authorize(sc, ManageTenant); err != nil {

@@ -94,6 +94,9 @@ type Store interface {
 
 	ListMembers(ctx context.Context, tenantID, after string, limit int) ([]Member, error)
 	RemoveMember(ctx context.Context, tenantID, userID string, actorRole Role, e audit.Entry) error
+	// SetMemberRole changes a member's role, under the same owner rules as RemoveMember, and
+	// appends e with the previous and new role; setting the role a member has changes nothing.
+	SetMemberRole(ctx context.Context, tenantID, userID string, role, actorRole Role, e audit.Entry) error
 
 	CreateProject(ctx context.Context, p *Project, envs []NewEnvironment, e audit.Entry) error
 	// ListProjects lists the projects of a tenant; with memberOnly, only those userID is a
