@@ -301,3 +301,57 @@ func TestDashboardDestroyAndRestore(t *testing.T) {
 		}
 	})
 }
+
+// TestDashboardGridDifferences: on request, the project grid marks the values that differ
+// from the first environment, comparing them in the server and sending none; only for
+// environments whose values the user may read.
+func TestDashboardGridDifferences(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		for env, vals := range map[string][]string{"development": {"same", "dev-b"}, "staging": {"same", "staging-b"}} {
+			s.must(http.StatusOK, "PATCH", envPath+env+"/secrets", s.owner, map[string]any{"secrets": []map[string]any{
+				{"name": "A", "value": vals[0]}, {"name": "B", "value": vals[1]}}})
+		}
+		cookie := s.signIn(s.owner)
+		html := htmlOf(t, s.browse("GET", "/t/default/p/web", cookie, "", "", "", false), http.StatusOK, "grid")
+		if strings.Contains(html, "differs</span>") || !strings.Contains(html, "?differences=1") {
+			t.Fatalf("grid before asking: %.1500s", html[strings.Index(html, "<main>"):])
+		}
+		html = htmlOf(t, s.browse("GET", "/t/default/p/web?differences=1", cookie, "", "", "", false), http.StatusOK, "grid with differences")
+		rowA := html[strings.Index(html, "<code>A</code>"):strings.Index(html, "<code>B</code>")]
+		rowB := html[strings.Index(html, "<code>B</code>"):]
+		rowB = rowB[:strings.Index(rowB, "</tr>")]
+		if strings.Contains(rowA, "differs") || strings.Count(rowB, "differs") != 2 || strings.Contains(html, "staging-b") ||
+			!strings.Contains(html, "</main></body></html>") {
+			t.Fatalf("differences: A %q, B %q", rowA, rowB)
+		}
+		// A viewer (no read access) is refused the comparison.
+		viewer := s.newUser("viewer@example.com")
+		s.join(s.owner, "default", viewer, "viewer@example.com", "member")
+		s.must(http.StatusOK, "POST", "/api/v1/tenants/default/projects/web/members", s.owner, map[string]any{"email": "viewer@example.com", "role": "viewer"})
+		vhtml := htmlOf(t, s.browse("GET", "/t/default/p/web?differences=1", s.signIn(viewer), "", "", "", false), http.StatusOK, "viewer's grid")
+		if strings.Contains(vhtml, "differs</span>") || strings.Contains(vhtml, "were compared") {
+			t.Fatalf("a viewer's grid compared values: %.1200s", vhtml[strings.Index(vhtml, "<main>"):])
+		}
+	})
+}
+
+// TestDashboardSecurityHeaders: every dashboard page carries the security headers.
+func TestDashboardSecurityHeaders(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		s.must(http.StatusCreated, "PUT", envPath+"staging/secrets/KEY", s.owner, map[string]string{"value": "v"})
+		cookie := s.signIn(s.owner)
+		for _, p := range []string{"/t/default", "/t/default/p/web", dashEnv, dashEnv + "/bulk", dashEnv + "/history/KEY", dashEnv + "/at",
+			"/t/default/p/web/compare", "/t/default/audit", "/t/default/tokens", "/t/default/members", "/t/default/keys", "/t/default/settings",
+			"/t/default/p/web/members", "/t/default/p/web/webhooks", "/t/default/p/web/service-tokens", "/t/nope"} {
+			r := s.browse("GET", p, cookie, "", "", "", false)
+			h := r.header
+			if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" ||
+				h.Get("Cache-Control") != "no-store" || h.Get("Cross-Origin-Opener-Policy") != "same-origin" || nonceRE.FindString(h.Get("Content-Security-Policy")) == "" ||
+				!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+				t.Errorf("%s (%d): headers %v", p, r.status, h)
+			}
+		}
+	})
+}

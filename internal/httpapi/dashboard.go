@@ -209,6 +209,10 @@ type gridEnv struct {
 	Protected  bool
 	Visible    bool // the user may see the environment's names
 	Versions   map[string]int
+	// Differs names the variables whose value differs from the reference environment's, when
+	// the user asked to compare (?differences=1).
+	Differs map[string]bool
+	scope   tenant.Scope
 }
 
 type projectPage struct {
@@ -216,10 +220,17 @@ type projectPage struct {
 	TenantName, Project, ProjectName string
 	Envs                             []gridEnv
 	Names                            []string
+	// Compared is set when the grid marks differing values; Reference is the environment
+	// the others were compared with.
+	Compared  bool
+	Reference string
 }
 
 // projectPage is the grid of variables × environments: which version each environment has,
-// and where one is missing. It shows metadata only.
+// and where one is missing. It shows metadata only. With ?differences=1 it also marks the
+// values that differ from the first environment the user may read: the values are compared
+// inside the server (secrets.Diff without values, which needs read access to both sides) and
+// none is sent.
 func (s *Server) projectPage(c *gin.Context) {
 	sc := s.scope(c)
 	ctx := c.Request.Context()
@@ -231,13 +242,15 @@ func (s *Server) projectPage(c *gin.Context) {
 	page := projectPage{TenantName: sc.Tenant.Name, Project: sc.Project.Slug, ProjectName: sc.Project.Name}
 	seen := map[string]bool{}
 	for i, e := range envs {
-		g := gridEnv{Slug: e.Slug, Name: e.Name, Protected: e.Protected, Visible: levels[i] != tenant.LevelNone, Versions: map[string]int{}}
+		g := gridEnv{Slug: e.Slug, Name: e.Name, Protected: e.Protected, Visible: levels[i] != tenant.LevelNone, Versions: map[string]int{},
+			Differs: map[string]bool{}}
 		if g.Visible {
 			esc, err := s.tenants.EnvironmentScope(ctx, sc, e.Slug)
 			if err != nil {
 				s.pageError(c, err)
 				return
 			}
+			g.scope = esc
 			list, _, err := s.secrets.List(ctx, esc, secrets.ListOptions{Limit: maxLimit})
 			if err != nil {
 				s.pageError(c, err)
@@ -254,11 +267,41 @@ func (s *Server) projectPage(c *gin.Context) {
 		page.Envs = append(page.Envs, g)
 	}
 	slices.Sort(page.Names)
+	if c.Query("differences") == "1" {
+		if err := s.markDifferences(c, &page); err != nil {
+			s.pageError(c, err)
+			return
+		}
+	}
 	if page.Chrome, err = s.frame(c, sc.Project.Name, sc.Tenant.Slug); err != nil {
 		s.pageError(c, err)
 		return
 	}
 	s.render(c, http.StatusOK, "dash_project.html", page)
+}
+
+// markDifferences compares every environment the user may read with the first one.
+func (s *Server) markDifferences(c *gin.Context, page *projectPage) error {
+	var ref *gridEnv
+	for i := range page.Envs {
+		g := &page.Envs[i]
+		if !g.Visible || tenant.Authorize(g.scope, tenant.ReadSecrets) != nil {
+			continue
+		}
+		if ref == nil {
+			ref, page.Reference = g, g.Name
+			continue
+		}
+		d, err := s.secrets.Diff(c.Request.Context(), actor(c), ref.scope, g.scope, false)
+		if err != nil {
+			return err
+		}
+		for _, e := range d.Different {
+			g.Differs[e.Name], ref.Differs[e.Name] = true, true
+		}
+	}
+	page.Compared = ref != nil
+	return nil
 }
 
 // secretRow is one row of an environment's table; Value is set only on the row the user

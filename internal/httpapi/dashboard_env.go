@@ -220,8 +220,8 @@ type comparePage struct {
 	Flash, Error                     string
 }
 
-// comparePage compares two environments' values inside the server (audited like a read of
-// both) and shows names and versions only; what exists only in "from" or differs can be
+// comparePage compares two environments' values inside the server (read access to both
+// needed; no value is sent, so no reveal is audited) and shows names and versions only; what exists only in "from" or differs can be
 // promoted.
 func (s *Server) comparePage(c *gin.Context) {
 	s.renderCompare(c, http.StatusOK, c.Query("from"), c.Query("to"), c.Query("promoted"), "")
