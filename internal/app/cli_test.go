@@ -1,0 +1,98 @@
+package app_test
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildCLI builds cmd/coffer once per test.
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "coffer")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/cofferhq/coffer/cmd/coffer").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build cmd/coffer: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestCLIRun: `coffer run` injects an environment's secrets over the inherited environment
+// (or alone, or only some), passes the child's exit code and signals through, and says why it
+// cannot run: a refused token, an unreachable server.
+func TestCLIRun(t *testing.T) {
+	bin := buildCLI(t)
+	forEachDialect(t, func(t *testing.T, s *server) {
+		s.withProject()
+		s.must(http.StatusOK, "PATCH", envPath+"staging/secrets", s.owner, map[string]any{"secrets": []map[string]any{
+			{"name": "API_KEY", "value": "s3cret value"}, {"name": "OTHER", "value": "o"}}})
+		run := func(token string, args ...string) (string, int) {
+			t.Helper()
+			cmd := exec.Command(bin, append([]string{"run", "--project", "web", "--env", "staging"}, args...)...)
+			cmd.Env = append(os.Environ(), "COFFER_SERVER="+s.base, "COFFER_TOKEN="+token, "INHERITED=yes", "OTHER=from-shell")
+			var out, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if err != nil && !errors.As(err, &exit) {
+				t.Fatal(err)
+			}
+			return out.String() + stderr.String(), cmd.ProcessState.ExitCode()
+		}
+		if out, code := run(s.owner, "--", "sh", "-c", `echo "$API_KEY|$OTHER|$INHERITED"; exit 3`); out != "s3cret value|o|yes\n" || code != 3 {
+			t.Fatalf("run: %q, exit %d", out, code)
+		}
+		if out, _ := run(s.owner, "--no-inherit", "--", "/bin/sh", "-c", `echo "$API_KEY|$INHERITED"`); out != "s3cret value|\n" {
+			t.Fatalf("--no-inherit: %q", out)
+		}
+		if out, _ := run(s.owner, "--only", "API_KEY", "--", "sh", "-c", `echo "$API_KEY|$OTHER"`); out != "s3cret value|from-shell\n" {
+			t.Fatalf("--only: %q", out)
+		}
+		if out, code := run(newToken(t), "--", "true"); code != 77 || !strings.Contains(out, "401") {
+			t.Fatalf("a refused token: %q, exit %d", out, code)
+		}
+		if out, code := run(s.owner, "--", "no-such-command-here"); code != 127 {
+			t.Fatalf("a missing command: %q, exit %d", out, code)
+		}
+
+		// SIGTERM to coffer reaches the child, whose exit code coffer passes on.
+		cmd := exec.Command(bin, "run", "--project", "web", "--env", "staging", "--", "sh", "-c", `trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done`)
+		cmd.Env = append(os.Environ(), "COFFER_SERVER="+s.base, "COFFER_TOKEN="+s.owner)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		if _, err := stdout.Read(buf); err != nil || string(buf) != "ready\n" {
+			t.Fatalf("child output %q: %v", buf, err)
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("coffer run did not end after SIGTERM")
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 42 {
+			t.Fatalf("after SIGTERM: exit %d, want the child's 42", code)
+		}
+
+		// The server gone: 69, before any child runs.
+		s.stop()
+		if out, code := run(s.owner, "--", "sh", "-c", "echo ran"); code != 69 || strings.Contains(out, "ran") {
+			t.Fatalf("server down: %q, exit %d", out, code)
+		}
+	})
+}
