@@ -45,9 +45,6 @@ type Listener struct {
 	heard atomic.Int64 // send time of the newest heartbeat back; 0: none on this connection
 }
 
-// Up reports whether the listener is connected and listening.
-func (l *Listener) Up() bool { return l.up.Load() }
-
 // Fresh reports whether every change committed more than maxAge ago has been heard of: the
 // listener is up and a heartbeat sent less than maxAge ago came back.
 func (l *Listener) Fresh(maxAge time.Duration) bool {

@@ -104,7 +104,7 @@ func (s *Server) bulkSubmit(c *gin.Context) {
 		version int
 		value   string
 	}{}
-	_, err = s.secrets.Reveal(c.Request.Context(), actor(c), sc, secrets.ListOptions{Limit: secrets.MaxBatch}, func(sec *secrets.Secret, value []byte) {
+	more, err := s.secrets.Reveal(c.Request.Context(), actor(c), sc, secrets.ListOptions{Limit: secrets.MaxBatch}, func(sec *secrets.Secret, value []byte) {
 		current[sec.Name] = struct {
 			version int
 			value   string
@@ -112,6 +112,12 @@ func (s *Server) bulkSubmit(c *gin.Context) {
 	})
 	if err != nil {
 		s.pageError(c, err)
+		return
+	}
+	if more {
+		// A preview of part of the environment would call the rest missing, or new.
+		clear(current)
+		fail(http.StatusUnprocessableEntity, "this environment has more than "+strconv.Itoa(secrets.MaxBatch)+" secrets: bulk edit it through the API")
 		return
 	}
 	inText := map[string]bool{}

@@ -185,16 +185,27 @@ func (s *Server) removeMemberPage(c *gin.Context) {
 	}
 	id := c.Param("user")
 	what := "the member"
-	if ms, err := s.tenants.ListMembers(ctx, sc, "", maxLimit); err == nil {
-		if i := slices.IndexFunc(ms, func(m tenant.Member) bool { return m.UserID == id }); i >= 0 {
-			what = ms[i].Email
-		}
+	if m, ok := s.memberOf(c, sc, id); ok {
+		what = m.Email
 	}
 	if err := s.tenants.RemoveMember(ctx, actor(c), sc, id); err != nil {
 		s.pageError(c, err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, membersBase(sc)+"?removed="+url.QueryEscape(what))
+}
+
+// memberOf finds a tenant member by user id, for a page's message; false if it cannot.
+func (s *Server) memberOf(c *gin.Context, sc tenant.Scope, userID string) (tenant.Member, bool) {
+	ms, err := s.tenants.ListMembers(c.Request.Context(), sc, "", maxLimit)
+	if err != nil {
+		return tenant.Member{}, false
+	}
+	i := slices.IndexFunc(ms, func(m tenant.Member) bool { return m.UserID == userID })
+	if i < 0 {
+		return tenant.Member{}, false
+	}
+	return ms[i], true
 }
 
 // memberRolePage is a member's role form (as PUT …/members/:user).
@@ -210,10 +221,8 @@ func (s *Server) memberRolePage(c *gin.Context) {
 		return
 	}
 	what := "the member"
-	if ms, err := s.tenants.ListMembers(c.Request.Context(), sc, "", maxLimit); err == nil {
-		if i := slices.IndexFunc(ms, func(m tenant.Member) bool { return m.UserID == id }); i >= 0 {
-			what = ms[i].Email + " to " + string(ms[i].Role)
-		}
+	if m, ok := s.memberOf(c, sc, id); ok {
+		what = m.Email + " to " + string(m.Role)
 	}
 	c.Redirect(http.StatusSeeOther, membersBase(sc)+"?role="+url.QueryEscape(what))
 }

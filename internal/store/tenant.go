@@ -347,6 +347,25 @@ func (s *Store) countOwners(tx *gorm.DB, tenantID string) (int, error) {
 	return len(ids), err
 }
 
+// canLeaveOwner checks that a member whose role is current may stop being an owner: only an
+// owner takes the owner role away, and a tenant keeps at least one.
+func (s *Store) canLeaveOwner(tx *gorm.DB, tenantID string, current, actorRole tenant.Role) error {
+	if current != tenant.RoleOwner {
+		return nil
+	}
+	if actorRole != tenant.RoleOwner {
+		return coffer.Errorf(coffer.EFORBIDDEN, "only owners grant or remove the owner role")
+	}
+	n, err := s.countOwners(tx, tenantID)
+	if err != nil {
+		return err
+	}
+	if n <= 1 {
+		return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
+	}
+	return nil
+}
+
 func (s *Store) memberRole(tx *gorm.DB, tenantID, userID string) (tenant.Role, error) {
 	var roles []string
 	if err := tx.Raw(`SELECT role FROM tenant_members WHERE tenant_id = ? AND user_id = ?`+s.forUpdate(), tenantID, userID).Scan(&roles).Error; err != nil {
@@ -368,15 +387,8 @@ func (s *Store) RemoveMember(ctx context.Context, tenantID, userID string, actor
 		if current == "" {
 			return notFound("member")
 		}
-		if current == tenant.RoleOwner {
-			if actorRole != tenant.RoleOwner {
-				return coffer.Errorf(coffer.EFORBIDDEN, "only owners grant or remove the owner role")
-			}
-			if n, err := s.countOwners(tx, tenantID); err != nil {
-				return err
-			} else if n <= 1 {
-				return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
-			}
+		if err := s.canLeaveOwner(tx, tenantID, current, actorRole); err != nil {
+			return err
 		}
 		if err := tx.Exec(`DELETE FROM environment_access WHERE user_id = ? AND project_id IN (SELECT id FROM projects WHERE tenant_id = ?)`, userID, tenantID).Error; err != nil {
 			return err
@@ -406,15 +418,8 @@ func (s *Store) SetMemberRole(ctx context.Context, tenantID, userID string, role
 		if current == role {
 			return nil
 		}
-		if current == tenant.RoleOwner {
-			if actorRole != tenant.RoleOwner {
-				return coffer.Errorf(coffer.EFORBIDDEN, "only owners grant or remove the owner role")
-			}
-			if n, err := s.countOwners(tx, tenantID); err != nil {
-				return err
-			} else if n <= 1 {
-				return coffer.Errorf(coffer.ECONFLICT, "a tenant keeps at least one owner")
-			}
+		if err := s.canLeaveOwner(tx, tenantID, current, actorRole); err != nil {
+			return err
 		}
 		if err := tx.Exec(`UPDATE tenant_members SET role = ? WHERE tenant_id = ? AND user_id = ?`, string(role), tenantID, userID).Error; err != nil {
 			return err

@@ -359,8 +359,10 @@ func TestWrkScript(t *testing.T) {
 	for _, p := range paths {
 		lo, hi = min(lo, seen[p]), max(hi, seen[p])
 	}
-	// Each thread walks the list in turn; the counts differ by at most one per thread.
-	if hi-lo > o.threads {
+	// Each thread walks the list in turn, but when wrk stops, each connection may have taken a
+	// path from the list for a request that never reached the server: the counts differ by at
+	// most one per connection (a bound of one per thread failed in CI: 4003/4005/4006).
+	if hi-lo > o.connections {
 		t.Errorf("requests per path %v are not round-robin", seen)
 	}
 }
