@@ -50,6 +50,8 @@ const (
 	ActionUserEnable          = "user.enable"
 	ActionTokenCreate         = "token.create"
 	ActionTokenRevoke         = "token.revoke"
+	ActionDeviceApprove       = "device.approve" // a user approved a device sign-in (coffer login)
+	ActionDeviceDeny          = "device.deny"
 	ActionBootstrap           = "instance.bootstrap"
 	ActionLogin               = "auth.login"
 	ActionLogout              = "auth.logout"

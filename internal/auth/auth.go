@@ -68,6 +68,7 @@ type Store interface {
 	SessionStore
 	ServiceTokenStore
 	TenantTokenStore
+	DeviceStore
 	// TokenByHash returns the token with that hash and its user; ENOTFOUND if none.
 	TokenByHash(ctx context.Context, hash string) (TokenRecord, error)
 	// TokenScope is TokenByHash and the scope the slugs name for the token's user, in one

@@ -22,12 +22,13 @@ type memStore struct {
 	SessionStore      // nil: calling a session method panics
 	ServiceTokenStore // nil, likewise
 	TenantTokenStore
-	mu       sync.Mutex
-	tokens   map[string]TokenRecord // by hash
-	lookupFn func(hash string) (TokenRecord, error)
-	touchErr error
-	touches  []string // token ids, in order
-	lookups  int
+	DeviceStore // nil, likewise
+	mu          sync.Mutex
+	tokens      map[string]TokenRecord // by hash
+	lookupFn    func(hash string) (TokenRecord, error)
+	touchErr    error
+	touches     []string // token ids, in order
+	lookups     int
 
 	createdTokens []storedToken
 	createdUsers  []User

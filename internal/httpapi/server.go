@@ -90,6 +90,8 @@ type Server struct {
 	idps       *auth.IdPs
 	tenantIdPs *tenantProviders
 	idpStarts  *attemptLimiter
+	// deviceStarts limits device sign-ins started per address.
+	deviceStarts *attemptLimiter
 	// webhooks manages projects' webhooks.
 	webhooks *webhook.Service
 	// secureCookies says the base URL is HTTPS: cookies get Secure and the __Host- prefix.
@@ -175,6 +177,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s.tenantIdPs = &tenantProviders{client: newProviderClient(cfg.Dev), byKey: map[string]*discovery{}}
 	s.idpStarts = newAttemptLimiter(60, 30)
+	s.deviceStarts = newAttemptLimiter(20, 10)
 	if cfg.LocalLogin {
 		s.local = newLocalLogin(d.Local)
 	}
@@ -252,6 +255,12 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/api/v1/openapi.json", s.openapi)
 	r.GET("/api/v1/audit/public-key", s.auditPublicKey)
 	r.GET("/api/v1/events", s.events) // authenticates before any upgrade (events.go)
+	// Device sign-in (device.go): the client starts and polls without credentials; the user
+	// answers on a signed-in page.
+	r.POST("/api/v1/device/code", s.startDevice)
+	r.POST("/api/v1/device/token", s.pollDevice)
+	r.GET("/device", s.pageSession, s.devicePageGet)
+	r.POST("/device", s.pageSession, s.devicePagePost)
 
 	// Any authenticated user.
 	v1 := r.Group("/api/v1", s.authenticate)

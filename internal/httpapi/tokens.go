@@ -12,7 +12,7 @@ import (
 
 func (s *Server) me(c *gin.Context) {
 	p := principal(c)
-	c.JSON(http.StatusOK, gin.H{"user": viewUser(p.User), "kind": p.Kind, "token_id": p.TokenID})
+	c.JSON(http.StatusOK, gin.H{"user": viewUser(p.User), "kind": p.Kind, "token_id": p.TokenID, "token_expires_at": p.TokenExpiresAt})
 }
 
 func (s *Server) listTokens(c *gin.Context) {
