@@ -12,6 +12,7 @@ test: postgres dex browser vet fmt-check lint-deploy
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/coffer-server ./cmd/server
+	CGO_ENABLED=0 $(GO) build -o bin/coffer ./cmd/coffer
 
 vet:
 	$(GO) vet $(PKGS)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,6 +94,54 @@ func TestCLIRun(t *testing.T) {
 		s.stop()
 		if out, code := run(s.owner, "--", "sh", "-c", "echo ran"); code != 69 || strings.Contains(out, "ran") {
 			t.Fatalf("server down: %q, exit %d", out, code)
+		}
+	})
+}
+
+// TestCLIHabits: version, shell completion, help with examples, and the documented exit codes
+// of the usual mistakes: a bad flag (2), not signed in (78), an unknown project or
+// environment (4), each in one line on stderr with the server's request id where there is one.
+func TestCLIHabits(t *testing.T) {
+	bin := buildCLI(t)
+	home := t.TempDir()
+	run := func(env []string, args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + home}, env...)
+		cmd.Dir = home
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	}
+	if out, _, code := run(nil, "version"); code != 0 || !strings.HasPrefix(out, "coffer ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	for shell, marker := range map[string]string{"bash": "complete -o default", "zsh": "#compdef coffer", "fish": "complete -c coffer"} {
+		if out, _, code := run(nil, "completion", shell); code != 0 || !strings.Contains(out, marker) {
+			t.Fatalf("completion %s: exit %d, %d bytes", shell, code, len(out))
+		}
+	}
+	for _, c := range []string{"run", "login"} {
+		if out, _, code := run(nil, c, "--help"); code != 0 || !strings.Contains(out, "Examples:") {
+			t.Fatalf("%s --help: exit %d %s", c, code, out)
+		}
+	}
+	if _, errOut, code := run(nil, "run", "--no-such-flag", "--", "true"); code != 2 || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("a bad flag: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := run(nil, "whoami"); code != 78 || !strings.Contains(errOut, "coffer login") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("not signed in: exit %d %q", code, errOut)
+	}
+	forEachDialect(t, func(t *testing.T, s *server) {
+		env := []string{"COFFER_SERVER=" + s.base, "COFFER_TOKEN=" + s.owner}
+		_, errOut, code := run(env, "run", "--project", "nope", "--env", "staging", "--", "true")
+		if code != 4 || !regexp.MustCompile(`^coffer: 404 not_found: .* \(request [0-9a-f]+\)\n$`).MatchString(errOut) {
+			t.Fatalf("an unknown project: exit %d %q", code, errOut)
 		}
 	})
 }
