@@ -5,7 +5,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1 -timeout 12m
 PKGS := ./...
 
-.PHONY: test vet fmt-check postgres browser run bench bench-dashboard bench-crypto bench-load bench-growth bench-keys bench-events build dex fuzz restore-drill lint-deploy
+.PHONY: test vet fmt-check postgres browser run bench bench-cli bench-dashboard bench-crypto bench-load bench-growth bench-keys bench-events build dex fuzz restore-drill lint-deploy
 
 test: postgres dex browser vet fmt-check lint-deploy
 	$(GO) test $(GOFLAGS_TEST) $(PKGS)
@@ -83,7 +83,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/envfile/
 	$(GO) test -run '^$$' -fuzz '^FuzzWrite$$' -fuzztime $(FUZZTIME) ./internal/envfile/
 
-bench: postgres bench-crypto bench-load bench-keys bench-events bench-dashboard
+bench: postgres bench-crypto bench-load bench-keys bench-events bench-dashboard bench-cli
+
+# `coffer run -- true` against an environment of 100 secrets on loopback (issue 18: median of
+# 20 runs at most 100 ms): the server in its own process, each sample the wall time of the CLI
+# binary run as a process; SQLite and Postgres.
+bench-cli: postgres
+	$(GO) run ./tools/clibench -runs 20
 
 # The dashboard's environment page of 500 variables (issue 17: at most 50 ms of server time).
 bench-dashboard:
