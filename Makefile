@@ -2,7 +2,7 @@
 # which it starts when it is installed but stopped.
 SHELL := /bin/bash
 GO ?= go
-GOFLAGS_TEST ?= -race -count=1 -timeout 12m
+GOFLAGS_TEST ?= -race -count=1 -timeout 15m
 PKGS := ./...
 
 .PHONY: test vet fmt-check postgres browser run bench bench-cli bench-dashboard bench-crypto bench-load bench-growth bench-keys bench-events build dex fuzz restore-drill lint-deploy

@@ -350,7 +350,8 @@ func (a *cli) logoutCommand() *cobra.Command {
 		Long: "Revokes the signed-in token on the server (and every token it created), then deletes it from the\n" +
 			"keychain or file. If the server cannot be reached the token is kept, so that it can still be revoked:\n" +
 			"try again, or revoke it on the account page.",
-		Args: cobra.NoArgs,
+		Example: "  coffer logout",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if a.getenv("COFFER_TOKEN") != "" {
 				return fail(exitUsage, "COFFER_TOKEN is set: logout ends the stored sign-in only; unset COFFER_TOKEN first")

@@ -45,9 +45,10 @@ func version() string {
 
 func (a *cli) versionCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print coffer's version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print coffer's version",
+		Example: "  coffer version\n  coffer version --json",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if a.jsonOut {
 				return a.printJSON(map[string]string{"version": version()})

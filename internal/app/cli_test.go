@@ -126,8 +126,10 @@ func TestCLIHabits(t *testing.T) {
 			t.Fatalf("completion %s: exit %d, %d bytes", shell, code, len(out))
 		}
 	}
-	for _, c := range []string{"run", "login"} {
-		if out, _, code := run(nil, c, "--help"); code != 0 || !strings.Contains(out, "Examples:") {
+	for _, c := range []string{"run", "login", "logout", "whoami", "version", "setup", "import", "export", "diff", "promote",
+		"secrets list", "secrets get", "secrets set", "secrets delete", "secrets restore", "secrets versions", "secrets rollback",
+		"secrets destroy", "tokens list", "tokens create", "tokens revoke", "audit verify"} {
+		if out, _, code := run(nil, append(strings.Fields(c), "--help")...); code != 0 || !strings.Contains(out, "Examples:") {
 			t.Fatalf("%s --help: exit %d %s", c, code, out)
 		}
 	}
