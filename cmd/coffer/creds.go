@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,6 +149,9 @@ func (a *cli) credentials() (credentials, error) {
 	if c.server == "" {
 		return c, fail(exitConfig, "no server: run `coffer login --server https://coffer.example.com` or set COFFER_SERVER")
 	}
+	if err := checkServer(c.server); err != nil {
+		return c, err
+	}
 	if c.token != "" {
 		c.source = "COFFER_TOKEN"
 		return c, nil
@@ -160,6 +165,25 @@ func (a *cli) credentials() (credentials, error) {
 	}
 	c.token, c.source = tok, where
 	return c, nil
+}
+
+// checkServer refuses a server address a token must not be sent to: anything but https://,
+// except plain http:// to this machine (local development).
+func checkServer(server string) error {
+	u, err := url.Parse(server)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return fail(exitConfig, "the server address %q is not https://host[:port]", server)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+		return fail(exitConfig, "refusing to send a token over plain HTTP to %s: use https://", u.Host)
+	}
+	return fail(exitConfig, "the server address %q is not https://host[:port]", server)
 }
 
 // readToken reads the stored token of server from store.

@@ -63,8 +63,8 @@ func (a *cli) login(ctx context.Context, f loginFlags) error {
 	if server == "" {
 		return fail(exitUsage, "which server? pass --server https://coffer.example.com (or set COFFER_SERVER)")
 	}
-	if !strings.HasPrefix(server, "https://") && !strings.HasPrefix(server, "http://") {
-		return fail(exitUsage, "--server must start with https:// (or http:// on this machine only)")
+	if err := checkServer(server); err != nil {
+		return err
 	}
 	if a.getenv("COFFER_TOKEN") != "" {
 		a.warn("COFFER_TOKEN is set: later commands use it, not the token this sign-in keeps")

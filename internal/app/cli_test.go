@@ -139,6 +139,16 @@ func TestCLIHabits(t *testing.T) {
 	if _, errOut, code := run(nil, "whoami"); code != 78 || !strings.Contains(errOut, "coffer login") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("not signed in: exit %d %q", code, errOut)
 	}
+	// A token is never sent over plain HTTP but to this machine.
+	for _, server := range []string{"http://coffer.example.com", "ftp://coffer.example.com", "https://coffer.example.com/x?y"} {
+		_, errOut, code := run([]string{"COFFER_SERVER=" + server, "COFFER_TOKEN=cfr_pat_x"}, "whoami")
+		if code != 78 || strings.Contains(errOut, "cfr_pat_x") {
+			t.Fatalf("COFFER_SERVER=%s: exit %d %q", server, code, errOut)
+		}
+		if _, errOut, code := run(nil, "login", "--server", server); code != 78 {
+			t.Fatalf("login --server %s: exit %d %q", server, code, errOut)
+		}
+	}
 	forEachDialect(t, func(t *testing.T, s *server) {
 		env := []string{"COFFER_SERVER=" + s.base, "COFFER_TOKEN=" + s.owner}
 		_, errOut, code := run(env, "run", "--project", "nope", "--env", "staging", "--", "true")
