@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -122,14 +121,14 @@ func measure(ctx context.Context, o options, dialect, serverBin, cli, dataDir st
 		return nil, err
 	}
 	defer srv.Stop()
-	if err := call(ctx, http.MethodPost, srv.BaseURL+"/api/v1/tenants/default/projects", srv.Header, map[string]string{"slug": "bench", "name": "Bench"}, http.StatusCreated); err != nil {
+	if err := benchhttp.Call(ctx, http.MethodPost, srv.BaseURL+"/api/v1/tenants/default/projects", srv.Header, map[string]string{"slug": "bench", "name": "Bench"}, http.StatusCreated); err != nil {
 		return nil, fmt.Errorf("create project: %w", err)
 	}
 	secrets := make([]map[string]string, o.values)
 	for i := range secrets {
 		secrets[i] = map[string]string{"name": fmt.Sprintf("BENCH_SECRET_%03d", i), "value": strings.Repeat("v", 40) + strconv.Itoa(i)}
 	}
-	if err := call(ctx, http.MethodPatch, srv.BaseURL+"/api/v1/tenants/default/projects/bench/environments/development/secrets", srv.Header,
+	if err := benchhttp.Call(ctx, http.MethodPatch, srv.BaseURL+"/api/v1/tenants/default/projects/bench/environments/development/secrets", srv.Header,
 		map[string]any{"secrets": secrets}, http.StatusOK); err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
@@ -162,19 +161,4 @@ func measure(ctx context.Context, o options, dialect, serverBin, cli, dataDir st
 		return nil, fmt.Errorf("the child saw %d secrets, want %d", n, o.values)
 	}
 	return samples, nil
-}
-
-func call(ctx context.Context, method, url string, header http.Header, in any, want int) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	resp, body, err := benchhttp.Do(ctx, 30*time.Second, method, url, header, b)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, want, benchhttp.Snippet(body))
-	}
-	return nil
 }

@@ -312,7 +312,7 @@ func seed(ctx context.Context, baseURL string, header http.Header, envs []enviro
 		}
 	}
 	err := forEach(ctx, len(projects), seedWorkers, func(ctx context.Context, i int) error {
-		if err := call(ctx, http.MethodPost, baseURL+"/api/v1/tenants/default/projects", header,
+		if err := benchhttp.Call(ctx, http.MethodPost, baseURL+"/api/v1/tenants/default/projects", header,
 			map[string]string{"slug": projects[i], "name": projects[i]}, http.StatusCreated); err != nil {
 			return fmt.Errorf("create project %s: %w", projects[i], err)
 		}
@@ -328,7 +328,7 @@ func seed(ctx context.Context, baseURL string, header http.Header, envs []enviro
 	err = forEach(ctx, len(envs), seedWorkers, func(ctx context.Context, i int) error {
 		e := envs[i]
 		if e.slug != "staging" { // made with the project
-			if err := call(ctx, http.MethodPost, baseURL+e.projectPath()+"/environments", header,
+			if err := benchhttp.Call(ctx, http.MethodPost, baseURL+e.projectPath()+"/environments", header,
 				map[string]string{"slug": e.slug, "name": e.slug}, http.StatusCreated); err != nil {
 				return fmt.Errorf("create environment %s/%s: %w", e.project, e.slug, err)
 			}
@@ -338,7 +338,7 @@ func seed(ctx context.Context, baseURL string, header http.Header, envs []enviro
 			return err
 		}
 		for chunk := range slices.Chunk(entries, secrets.MaxBatch) {
-			if err := call(ctx, http.MethodPatch, baseURL+e.secretsPath(), header,
+			if err := benchhttp.Call(ctx, http.MethodPatch, baseURL+e.secretsPath(), header,
 				map[string]any{"secrets": chunk}, http.StatusOK); err != nil {
 				return fmt.Errorf("write secrets of %s/%s: %w", e.project, e.slug, err)
 			}
@@ -423,22 +423,6 @@ func capture(ctx context.Context, url string, header http.Header, want map[strin
 		}
 	}
 	return body, resp.Header.Get("Content-Type"), nil
-}
-
-// call sends in as JSON and requires status wantStatus.
-func call(ctx context.Context, method, url string, header http.Header, in any, wantStatus int) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	resp, body, err := benchhttp.Do(ctx, 30*time.Second, method, url, header, b)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != wantStatus {
-		return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, wantStatus, benchhttp.Snippet(body))
-	}
-	return nil
 }
 
 // profileServer saves the server's CPU profile over the next d (COFFER_PPROF on its metrics

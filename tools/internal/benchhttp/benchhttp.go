@@ -5,6 +5,7 @@ package benchhttp
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -53,4 +54,20 @@ func Snippet(b []byte) string {
 		return string(b[:limit]) + "…"
 	}
 	return string(b)
+}
+
+// Call sends in as JSON and requires status want.
+func Call(ctx context.Context, method, url string, header http.Header, in any, want int) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, body, err := Do(ctx, 30*time.Second, method, url, header, b)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, want, Snippet(body))
+	}
+	return nil
 }
