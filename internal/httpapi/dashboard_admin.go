@@ -26,6 +26,8 @@ func (s *Server) adminPages(ts *gin.RouterGroup) {
 	ts.POST("/keys/kek", s.setKEKPage)
 	ts.GET("/settings", s.settingsPage)
 	ts.POST("/settings/name", s.renameTenantPage)
+	ts.POST("/settings/idp", s.putIdPPage)
+	ts.POST("/settings/idp/delete", s.deleteIdPPage)
 	ts.GET("/p/:project/webhooks", s.webhooksPage)
 	ts.POST("/p/:project/webhooks", s.createWebhookPage)
 	ts.POST("/p/:project/webhooks/:id/delete", s.deleteWebhookPage)
@@ -173,25 +175,41 @@ type settingsPage struct {
 	TenantName, Slug       string
 	IdP                    *idpView
 	Flash, NameError, Name string
+	// The provider form: the stored settings, or as it was sent when shown again with an
+	// error. Never the client secret: it is write-only.
+	IdPError, Issuer, ClientID string
+	Required                   bool
+	// idpSent is set when the form fields come from a refused post rather than the store.
+	idpSent bool
+}
+
+// settingsFlashes are the flashes the settings page shows after a redirect, by query key.
+var settingsFlashes = []struct{ key, text string }{
+	{"renamed", "Renamed the tenant."},
+	{"idp_saved", "Saved the identity provider."},
+	{"idp_removed", "Removed the identity provider."},
 }
 
 func (s *Server) settingsPage(c *gin.Context) {
-	var flash string
-	if c.Query("renamed") != "" {
-		flash = "Renamed the tenant."
+	var page settingsPage
+	for _, f := range settingsFlashes {
+		if c.Query(f.key) != "" {
+			page.Flash = f.text
+			break
+		}
 	}
-	s.renderSettings(c, http.StatusOK, flash, "", "")
+	s.renderSettings(c, http.StatusOK, page)
 }
 
 // renderSettings shows the tenant's settings, to owners only: the provider they configure
 // decides who can sign in to the tenant.
-func (s *Server) renderSettings(c *gin.Context, status int, flash, nameErr, name string) {
+func (s *Server) renderSettings(c *gin.Context, status int, page settingsPage) {
 	sc := s.scope(c)
 	if err := tenant.Authorize(sc, tenant.ManageIdentityProvider); err != nil {
 		s.pageError(c, err)
 		return
 	}
-	page := settingsPage{TenantName: sc.Tenant.Name, Slug: sc.Tenant.Slug, Flash: flash, NameError: nameErr, Name: name}
+	page.TenantName, page.Slug = sc.Tenant.Name, sc.Tenant.Slug
 	if page.Name == "" {
 		page.Name = sc.Tenant.Name
 	}
@@ -201,6 +219,9 @@ func (s *Server) renderSettings(c *gin.Context, status int, flash, nameErr, name
 		case err == nil:
 			v := s.viewIdP(idp)
 			page.IdP = &v
+			if !page.idpSent {
+				page.Issuer, page.ClientID, page.Required = idp.Issuer, idp.ClientID, idp.Required
+			}
 		case coffer.ErrorCode(err) != coffer.ENOTFOUND:
 			s.pageError(c, err)
 			return
@@ -223,7 +244,9 @@ func (s *Server) renameTenantPage(c *gin.Context) {
 	}
 	name := c.PostForm("name")
 	if _, err := s.tenants.UpdateTenant(c.Request.Context(), actor(c), sc, name); err != nil {
-		s.formError(c, err, func(status int, problem string) { s.renderSettings(c, status, "", problem, name) })
+		s.formError(c, err, func(status int, problem string) {
+			s.renderSettings(c, status, settingsPage{NameError: problem, Name: name})
+		})
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/t/"+sc.Tenant.Slug+"/settings?renamed=1")
