@@ -18,15 +18,7 @@ import (
 
 // buildCLIWithTestKeychain builds cmd/coffer with go-keyring's mock provider in place of the
 // OS keychain (the coffer_testkeychain tag; see cmd/coffer/keychain_testbuild.go).
-func buildCLIWithTestKeychain(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "coffer")
-	out, err := exec.Command("go", "build", "-tags", "coffer_testkeychain", "-o", bin, "github.com/cofferhq/coffer/cmd/coffer").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build cmd/coffer: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildCLIWithTestKeychain(t *testing.T) string { return buildCLI(t, "coffer_testkeychain") }
 
 // cliHome is one user's machine for the CLI: a config directory and a keychain stand-in.
 type cliHome struct {

@@ -14,11 +14,15 @@ import (
 	"time"
 )
 
-// buildCLI builds cmd/coffer once per test.
-func buildCLI(t *testing.T) string {
+// buildCLI builds cmd/coffer for one test, with build tags if any.
+func buildCLI(t *testing.T, tags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "coffer")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/cofferhq/coffer/cmd/coffer").CombinedOutput()
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	out, err := exec.Command("go", append(args, "github.com/cofferhq/coffer/cmd/coffer")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build cmd/coffer: %v\n%s", err, out)
 	}
