@@ -262,7 +262,8 @@ type fetched struct {
 }
 
 // runWatch runs the command and restarts it whenever the environment's secrets change; it
-// returns when the command exits on its own (or on a signal passed on), with its code.
+// returns when the command exits on its own (or on a signal passed on), with its code. With
+// an error the code is unused: the error's exit code is coffer's.
 func (a *cli) runWatch(ctx context.Context, c *apiClient, f *runFlags, args []string) (int, error) {
 	path, err := lookCommand(args[0])
 	if err != nil {
@@ -274,7 +275,7 @@ func (a *cli) runWatch(ctx context.Context, c *apiClient, f *runFlags, args []st
 	conn, _, err := w.open(ctx)
 	if err != nil {
 		if f.fallback == "" || !unavailable(err) {
-			return exitCodeOf(err), exitOf(err)
+			return 0, exitOf(err)
 		}
 		a.warn("event stream: %v; will keep trying", err)
 	}
@@ -283,7 +284,7 @@ func (a *cli) runWatch(ctx context.Context, c *apiClient, f *runFlags, args []st
 		if conn != nil {
 			conn.Close()
 		}
-		return exitCodeOf(err), err
+		return 0, err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -377,13 +378,4 @@ func (a *cli) stopChild(ch *child, grace time.Duration, sigs <-chan os.Signal) (
 			quit = quit || s != syscall.SIGHUP
 		}
 	}
-}
-
-// exitCodeOf is the exit code an error ends coffer with.
-func exitCodeOf(err error) int {
-	var ee *exitError
-	if errors.As(exitOf(err), &ee) {
-		return ee.code
-	}
-	return exitFailure
 }

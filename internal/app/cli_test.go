@@ -60,7 +60,7 @@ func TestCLIRun(t *testing.T) {
 		if out, _ := run(s.owner, "--only", "API_KEY", "--", "sh", "-c", `echo "$API_KEY|$OTHER"`); out != "s3cret value|from-shell\n" {
 			t.Fatalf("--only: %q", out)
 		}
-		if out, code := run(newToken(t), "--", "true"); code != 77 || !strings.Contains(out, "401") {
+		if out, code := run(newToken(t), "--", "true"); code != 77 || !strings.Contains(out, "401") || !strings.Contains(out, "coffer login") {
 			t.Fatalf("a refused token: %q, exit %d", out, code)
 		}
 		if out, code := run(s.owner, "--", "no-such-command-here"); code != 127 {
@@ -142,6 +142,18 @@ func TestCLIHabits(t *testing.T) {
 	}
 	if _, errOut, code := run(nil, "whoami"); code != 78 || !strings.Contains(errOut, "coffer login") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("not signed in: exit %d %q", code, errOut)
+	}
+	// COFFER_CONFIG_DIR moves the stored sign-in.
+	cfgDir := filepath.Join(home, "elsewhere")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(`{"server":"https://coffer.example.com","store":"file"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run([]string{"COFFER_CONFIG_DIR=" + cfgDir}, "whoami"); code != 78 ||
+		!strings.Contains(errOut, filepath.Join(cfgDir, "tokens", "coffer.example.com")) {
+		t.Fatalf("COFFER_CONFIG_DIR: exit %d %q", code, errOut)
 	}
 	// A token is never sent over plain HTTP but to this machine.
 	for _, server := range []string{"http://coffer.example.com", "ftp://coffer.example.com", "https://coffer.example.com/x?y"} {

@@ -10,27 +10,28 @@ import (
 	"github.com/cofferhq/coffer/internal/tenant"
 )
 
-// idpPagesOn answers the 404 page when the server was built without tenant providers
-// (route-table tests), as idpsOn does for the API.
-func (s *Server) idpPagesOn(c *gin.Context) bool {
+// idpOwner is the tenant of a provider form, once the caller may manage its provider (owners,
+// decided before the form is read, as the API does). It answers the 404 page when the server
+// was built without tenant providers (route-table tests), as idpsOn does for the API.
+func (s *Server) idpOwner(c *gin.Context) (tenant.Scope, bool) {
 	if s.idps == nil {
 		s.pageError(c, coffer.Errorf(coffer.ENOTFOUND, "identity providers are not available"))
-		return false
+		return tenant.Scope{}, false
 	}
-	return true
+	sc := s.scope(c)
+	if err := tenant.Authorize(sc, tenant.ManageIdentityProvider); err != nil {
+		s.pageError(c, err)
+		return sc, false
+	}
+	return sc, true
 }
 
 // putIdPPage sets or replaces the tenant's own provider from the settings page, as
 // PUT /api/v1/tenants/:tenant/idp. An empty client secret keeps the stored one; the secret
 // is never shown back, not even next to a refused form.
 func (s *Server) putIdPPage(c *gin.Context) {
-	if !s.idpPagesOn(c) {
-		return
-	}
-	sc := s.scope(c)
-	// Owners only, decided before the form is read, as the API does.
-	if err := tenant.Authorize(sc, tenant.ManageIdentityProvider); err != nil {
-		s.pageError(c, err)
+	sc, ok := s.idpOwner(c)
+	if !ok {
 		return
 	}
 	in := auth.IdPSettings{Issuer: c.PostForm("issuer"), ClientID: c.PostForm("client_id"),
@@ -46,12 +47,8 @@ func (s *Server) putIdPPage(c *gin.Context) {
 
 // deleteIdPPage removes the tenant's own provider, as DELETE /api/v1/tenants/:tenant/idp.
 func (s *Server) deleteIdPPage(c *gin.Context) {
-	if !s.idpPagesOn(c) {
-		return
-	}
-	sc := s.scope(c)
-	if err := tenant.Authorize(sc, tenant.ManageIdentityProvider); err != nil {
-		s.pageError(c, err)
+	sc, ok := s.idpOwner(c)
+	if !ok {
 		return
 	}
 	if err := s.idps.Delete(c.Request.Context(), actor(c), sc); err != nil {
